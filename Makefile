@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+REQUIREMENTS := requirements.txt requirements-dev.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
+
+.PHONY: install run test lint fmt migrate clean
+
+$(STAMP): $(REQUIREMENTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
+run: install
+	$(PY) -m service dev
+
+## Lint, then the whole test suite against the local PostgreSQL (TEST_DATABASE_URL) and moto.
+test: install lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install
+	$(PY) -m service migrate
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache cdk.out node_modules

@@ -1,0 +1,151 @@
+"""Engine and session factory. The pool is chosen per runtime: pooled on a server, a single
+pre-pinged connection on Lambda (meant to sit behind RDS Proxy)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from service import metrics
+from service.config import Settings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def database_url(settings: Settings) -> URL:
+    """The URL to connect to: DATABASE_URL, or host settings plus the credentials in the secret."""
+    if settings.database_secret_arn:
+        from service.secrets import database_credentials
+
+        creds = database_credentials(settings.database_secret_arn)
+        return URL.create(
+            "postgresql+psycopg2",
+            username=creds["username"],
+            password=creds["password"],
+            host=creds.get("host") or settings.database_host,
+            port=int(creds.get("port") or settings.database_port),
+            database=creds.get("dbname") or settings.database_name,
+        )
+    return with_driver(make_url(settings.database_url.get_secret_value()))
+
+
+def with_driver(url: URL) -> URL:
+    """Plain ``postgresql://`` URLs use psycopg2, the driver this service ships with."""
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+def _engine_options(url: URL, settings: Settings) -> dict:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"check_same_thread": False, "timeout": 15}}
+    options: dict = {
+        "pool_pre_ping": True,
+        "connect_args": {
+            "connect_timeout": 5,
+            "application_name": "recordings",
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    }
+    if settings.runtime == "lambda":
+        options["poolclass"] = NullPool
+    else:
+        options.update(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            pool_recycle=1800,
+        )
+    return options
+
+
+_engines: dict[tuple, Engine] = {}
+_factories: dict[tuple, sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
+def _settings_key(settings: Settings) -> tuple:
+    return (
+        settings.database_url.get_secret_value(),
+        settings.database_secret_arn,
+        settings.database_host,
+        settings.runtime,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+    )
+
+
+def _build_engine(settings: Settings) -> Engine:
+    url = database_url(settings)
+    engine = create_engine(url, **_engine_options(url, settings))
+    if url.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.close()
+
+    metrics.track_pool(engine)
+    return engine
+
+
+def get_engine(settings: Settings) -> Engine:
+    """One engine per process and configuration, created on first use and reused afterwards."""
+    key = _settings_key(settings)
+    engine = _engines.get(key)
+    if engine is None:
+        with _lock:
+            engine = _engines.get(key)
+            if engine is None:
+                engine = _engines[key] = _build_engine(settings)
+    return engine
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    key = _settings_key(settings)
+    factory = _factories.get(key)
+    if factory is None:
+        factory = _factories[key] = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+    return factory
+
+
+def reset_engine(settings: Settings) -> None:
+    """Drop the cached engine (e.g. after database credentials rotated); the next use rebuilds it."""
+    key = _settings_key(settings)
+    with _lock:
+        engine = _engines.pop(key, None)
+        _factories.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def dispose_engines() -> None:
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+        _factories.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session for one unit of work outside a request (CLI, jobs); rolled back on error."""
+    session = session_factory(settings)()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,66 @@
+"""FastAPI dependencies as Annotated aliases: SettingsDep, SessionDep, StorageDep, PrincipalDep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.auth.api_keys import authenticate_api_key, looks_like_api_key
+from service.auth.jwt_tokens import authenticate_jwt
+from service.auth.principal import Principal
+from service.config import Settings
+from service.db import session_factory
+from service.errors import Unauthorized
+from service.storage import Storage
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    session = session_factory(settings)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_storage(settings: SettingsDep) -> Storage:
+    return Storage.from_settings(settings)
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
+    token = _bearer_token(request)
+    if token is None:
+        raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
+    principal = authenticate_api_key(session, token) if looks_like_api_key(token) else authenticate_jwt(token, settings)
+    if principal is None:
+        raise Unauthorized("The credentials are invalid, expired or revoked.")
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

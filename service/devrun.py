@@ -1,0 +1,80 @@
+"""The local run behind ``make run``: SQLite, moto's S3 server in-process, and the API.
+
+The embedded S3 server keeps objects in memory, so the local database starts fresh with it on
+every run; both live under .local/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.config import LOCAL_BUCKET, LOCAL_DATABASE_URL, LOCAL_S3_ENDPOINT, Settings
+
+LOCAL_OWNER = "dev"
+
+
+def prepare_bucket(settings: Settings, origins: list[str]) -> None:
+    """Create the bucket as production has it: versioned, with CORS for the browser origins."""
+    from service.storage import s3_client
+
+    client = s3_client(settings)
+    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    if settings.s3_bucket not in existing:
+        client.create_bucket(Bucket=settings.s3_bucket)
+    client.put_bucket_versioning(Bucket=settings.s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_bucket_cors(
+        Bucket=settings.s3_bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": origins,
+                    "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag", "Location"],
+                    "MaxAgeSeconds": 3000,
+                }
+            ]
+        },
+    )
+
+
+def run_local(*, host: str, port: int, s3_port: int) -> int:
+    import uvicorn
+    from moto.server import ThreadedMotoServer
+
+    from service import migrate
+    from service.auth.api_keys import create_api_key
+    from service.db import session_scope
+    from service.logging_config import configure_logging
+    from service.main import create_app
+
+    Path(".local").mkdir(exist_ok=True)
+    Path(".local/recordings.db").unlink(missing_ok=True)
+    base_url = f"http://{host}:{port}"
+    origins = [base_url, f"http://localhost:{port}"]
+    settings = Settings(
+        environment="local",
+        database_url=LOCAL_DATABASE_URL,
+        s3_endpoint_url=LOCAL_S3_ENDPOINT if s3_port == 9000 else f"http://127.0.0.1:{s3_port}",
+        s3_bucket=LOCAL_BUCKET,
+        public_base_url=base_url,
+        cors_origins=origins,
+    )
+    configure_logging(settings.log_level)
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    s3_server.start()
+    try:
+        prepare_bucket(settings, origins)
+        migrate.upgrade(settings)
+        with session_scope(settings) as session:
+            key = create_api_key(session, owner=LOCAL_OWNER, name="local development")
+        print(
+            f"\nRecordings API      {base_url}   (docs: {base_url}/docs)\n"
+            f"Embedded S3 server  {settings.s3_endpoint_url}   bucket: {settings.s3_bucket}\n"
+            f"Development API key (owner '{LOCAL_OWNER}'):\n{key.token}\n",
+            flush=True,
+        )
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    finally:
+        s3_server.stop()
+    return 0

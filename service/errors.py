@@ -1,0 +1,194 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Each problem has a stable ``type`` (a relative URI under /problems/), a short ``title``, the
+HTTP ``status`` and a ``detail`` written for the caller. Stack traces never leave the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("service.errors")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
+
+
+class ProblemError(Exception):
+    """An error that becomes a problem+json response."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class NotFound(ProblemError):
+    def __init__(self, detail: str = "Recording not found.") -> None:
+        super().__init__(404, "not-found", detail)
+
+
+class Conflict(ProblemError):
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(409, "conflict", detail, **extra)
+
+
+class InvalidRequest(ProblemError):
+    def __init__(self, detail: str, slug: str = "invalid-request", **extra: Any) -> None:
+        super().__init__(422, slug, detail, **extra)
+
+
+class Unauthorized(ProblemError):
+    def __init__(self, detail: str = "Missing or invalid credentials.") -> None:
+        super().__init__(
+            401,
+            "unauthorized",
+            detail,
+            headers={"WWW-Authenticate": 'Bearer realm="recordings"'},
+        )
+
+
+class ServiceUnavailable(ProblemError):
+    def __init__(self, detail: str, slug: str = "service-unavailable", **extra: Any) -> None:
+        super().__init__(503, slug, detail, headers={"Retry-After": RETRY_AFTER_SECONDS}, **extra)
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "too-many-requests",
+}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        # The offending input is not echoed back: it may be large, binary or sensitive.
+        errors.append({"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", "")})
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.slug,
+            exc.detail,
+            title=exc.title,
+            instance=request.url.path,
+            headers=exc.headers,
+            **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(part for part in first["loc"] if part not in ("body",)) or "request"
+        return problem_response(
+            422,
+            "validation-error",
+            f"{where}: {first['msg']}",
+            title="Request validation failed",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+        if status == 404 and detail == "Not Found":
+            detail = f"No route for {request.method} {request.url.path}."
+        return problem_response(
+            status, _SLUGS.get(status, "http-error"), detail, instance=request.url.path, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            503,
+            "database-unavailable",
+            "The database is unavailable; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _database_down(request, exc)
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "An internal error occurred.", instance=request.url.path)
+
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(ClientError)
+    async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("object storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(
+            503,
+            "storage-unavailable",
+            "Object storage is unavailable; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "An internal error occurred.", instance=request.url.path)

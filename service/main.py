@@ -1,0 +1,62 @@
+"""The FastAPI application. Knows nothing about Lambda or CDK."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service import health, metrics
+from service.config import Settings, get_settings
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from service.recordings.router import router as recordings_router
+from service.uploads.router import router as uploads_router
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # Nothing is created here (engines and clients are lazy); only clean up on shutdown.
+    yield
+    from service.db import dispose_engines
+
+    dispose_engines()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Recordings API",
+        version="1.0.0",
+        summary="Store large recordings in S3 through presigned uploads, with their metadata in PostgreSQL.",
+        root_path=settings.root_path,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(recordings_router)
+    app.include_router(uploads_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=True,
+            max_age=600,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    metrics.install_metrics(app, settings)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `service.main:app` for uvicorn, built on first access rather than at import.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

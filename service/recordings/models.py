@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Integer, String, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base
+from service.timeutil import utcnow
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    AVAILABLE = "available"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+
+
+class UploadMethod(enum.StrEnum):
+    POST = "POST"
+    MULTIPART = "MULTIPART"
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'available', 'failed', 'expired', 'deleted')", name="ck_recordings_status"
+        ),
+        CheckConstraint("size_bytes > 0", name="ck_recordings_size_positive"),
+        CheckConstraint("upload_method IN ('POST', 'MULTIPART')", name="ck_recordings_upload_method"),
+        # Keyset pagination per owner, newest first.
+        Index("ix_recordings_owner_created_id", "owner", "created_at", "id"),
+        # The reaper's scan of stale pending uploads.
+        Index("ix_recordings_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(128), nullable=False)
+    title: Mapped[str | None] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    checksum_sha256: Mapped[str | None] = mapped_column(String(44))
+    s3_key: Mapped[str] = mapped_column(String(512), nullable=False, unique=True)
+    s3_version_id: Mapped[str | None] = mapped_column(String(1024))
+    upload_method: Mapped[str] = mapped_column(String(16), nullable=False)
+    upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    part_count: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=Status.PENDING.value)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

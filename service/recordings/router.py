@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import RedirectResponse
+
+from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.errors import PROBLEM_JSON
+from service.recordings import service
+from service.recordings.models import Status
+from service.recordings.schemas import (
+    CreatedRecording,
+    DownloadLink,
+    RecordingCreate,
+    RecordingOut,
+    RecordingPage,
+    RecordingUpdate,
+)
+
+PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+router = APIRouter(
+    prefix="/v1/recordings",
+    tags=["recordings"],
+    responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+)
+
+RecordingId = Annotated[uuid.UUID, "recording id"]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
+def create_recording(
+    data: RecordingCreate, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> CreatedRecording:
+    """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
+    return service.create_recording(session=session, storage=storage, settings=settings, principal=principal, data=data)
+
+
+@router.get("", response_model=RecordingPage)
+def list_recordings(
+    principal: PrincipalDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status_filter: Annotated[Status | None, Query(alias="status")] = None,
+) -> RecordingPage:
+    """The caller's recordings, newest first (deleted ones only with `status=deleted`)."""
+    rows, next_cursor = service.list_recordings(
+        session=session, principal=principal, limit=limit, cursor=cursor, status=status_filter
+    )
+    return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/{recording_id}", response_model=RecordingOut)
+def get_recording(recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> RecordingOut:
+    return service.to_out(service.get_owned(session, principal=principal, recording_id=recording_id))
+
+
+@router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
+def update_recording(
+    recording_id: uuid.UUID, data: RecordingUpdate, principal: PrincipalDep, session: SessionDep
+) -> RecordingOut:
+    """Change the title and/or metadata; every other field is read-only."""
+    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
+    return service.to_out(service.update_recording(session=session, recording=recording, data=data))
+
+
+@router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_recording(
+    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> Response:
+    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
+    service.delete_recording(session=session, storage=storage, recording=recording)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{recording_id}/restore", response_model=RecordingOut, responses={409: PROBLEM})
+def restore_recording(
+    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> RecordingOut:
+    """Bring back a deleted recording while its version is within the retention window."""
+    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
+    return service.to_out(
+        service.restore_recording(session=session, storage=storage, settings=settings, recording=recording)
+    )
+
+
+@router.get(
+    "/{recording_id}/download",
+    response_model=DownloadLink,
+    responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
+)
+def download_recording(
+    recording_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    redirect: bool = False,
+) -> DownloadLink | RedirectResponse:
+    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
+    url, expires = service.download_link(storage=storage, settings=settings, recording=recording)
+    if redirect:
+        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return DownloadLink(url=url, expires_at=expires)

@@ -1,0 +1,262 @@
+"""Recordings: create (with its upload), read, list, update, delete, restore, download."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from service import metrics
+from service.auth.principal import Principal
+from service.config import Settings
+from service.errors import Conflict, InvalidRequest, NotFound
+from service.recordings.models import Recording, Status, UploadMethod
+from service.recordings.schemas import (
+    CreatedRecording,
+    MultipartUpload,
+    PostUpload,
+    RecordingCreate,
+    RecordingOut,
+    RecordingUpdate,
+)
+from service.storage import Storage, expires_at
+from service.timeutil import as_utc, utcnow
+from service.uploads import service as uploads
+
+
+def to_out(recording: Recording) -> RecordingOut:
+    return RecordingOut(
+        id=recording.id,
+        title=recording.title,
+        filename=recording.filename,
+        content_type=recording.content_type,
+        size_bytes=recording.size_bytes,
+        checksum_sha256=recording.checksum_sha256,
+        status=recording.status,
+        key=recording.s3_key,
+        upload_method=recording.upload_method,
+        part_size=recording.part_size,
+        part_count=recording.part_count,
+        metadata=recording.metadata_,
+        failure_reason=recording.failure_reason,
+        created_at=as_utc(recording.created_at),
+        updated_at=as_utc(recording.updated_at),
+        completed_at=as_utc(recording.completed_at),
+        deleted_at=as_utc(recording.deleted_at),
+    )
+
+
+def content_type_allowed(content_type: str, allowed: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(content_type, pattern.lower()) for pattern in allowed)
+
+
+def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID) -> Recording:
+    """The caller's recording; another tenant's is indistinguishable from a missing one (404)."""
+    recording = session.scalars(
+        select(Recording).where(Recording.id == recording_id, Recording.owner == principal.tenant)
+    ).first()
+    if recording is None:
+        raise NotFound()
+    return recording
+
+
+def create_recording(
+    *, session: Session, storage: Storage, settings: Settings, principal: Principal, data: RecordingCreate
+) -> CreatedRecording:
+    if len(data.filename) > settings.max_filename_length:
+        raise InvalidRequest(f"filename must be at most {settings.max_filename_length} characters.")
+    if data.size_bytes > settings.max_upload_bytes:
+        raise InvalidRequest(
+            f"size_bytes {data.size_bytes} exceeds the maximum of {settings.max_upload_bytes} bytes.",
+            slug="too-large",
+        )
+    if not content_type_allowed(data.content_type, settings.allowed_content_types):
+        raise InvalidRequest(
+            f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
+            slug="content-type-not-allowed",
+        )
+    multipart = data.size_bytes > settings.multipart_threshold_bytes
+    if multipart and data.checksum_sha256:
+        raise InvalidRequest(
+            "checksum_sha256 is verified by S3 for single uploads only; uploads above "
+            f"{settings.multipart_threshold_bytes} bytes are sent in parts and cannot carry it.",
+            slug="checksum-not-supported",
+        )
+    recording_id = uuid.uuid4()
+    key = uploads.s3_key_for(principal.tenant, recording_id)
+    now = utcnow()
+    recording = Recording(
+        id=recording_id,
+        owner=principal.tenant,
+        title=data.title,
+        filename=data.filename,
+        content_type=data.content_type,
+        size_bytes=data.size_bytes,
+        checksum_sha256=data.checksum_sha256,
+        s3_key=key,
+        status=Status.PENDING.value,
+        metadata_=data.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    deadline = expires_at(now, settings.presign_expires_seconds)
+    if multipart:
+        plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
+        # Open the upload before the row exists: a failure here leaves no row behind, and an
+        # upload without a row is aborted by the bucket's lifecycle rule.
+        upload_id = storage.create_multipart(key=key, content_type=data.content_type)
+        recording.upload_method = UploadMethod.MULTIPART.value
+        recording.upload_id = upload_id
+        recording.part_size, recording.part_count = plan.part_size, plan.part_count
+        upload: PostUpload | MultipartUpload = MultipartUpload(
+            upload_id=upload_id, part_size=plan.part_size, part_count=plan.part_count, expires_at=deadline
+        )
+    else:
+        recording.upload_method = UploadMethod.POST.value
+        post = storage.presign_post(
+            key=key, content_type=data.content_type, size=data.size_bytes, checksum_sha256=data.checksum_sha256
+        )
+        upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
+    session.add(recording)
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        if recording.upload_id:
+            storage.abort_multipart(key=key, upload_id=recording.upload_id)
+        raise
+    metrics.record_upload("created")
+    return CreatedRecording(recording=to_out(recording), upload=upload)
+
+
+# Listing with keyset pagination ---------------------------------------------------------------
+
+
+def encode_cursor(recording: Recording) -> str:
+    payload = json.dumps([as_utc(recording.created_at).isoformat(), str(recording.id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, recording_id = json.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(recording_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidRequest(
+            "cursor is not valid; use next_cursor from a previous page.", slug="invalid-cursor"
+        ) from None
+
+
+def list_recordings(
+    *, session: Session, principal: Principal, limit: int, cursor: str | None, status: Status | None
+) -> tuple[list[Recording], str | None]:
+    statement = select(Recording).where(Recording.owner == principal.tenant)
+    if status is not None:
+        statement = statement.where(Recording.status == status.value)
+    else:
+        statement = statement.where(Recording.status != Status.DELETED.value)
+    if cursor:
+        created, recording_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(Recording.created_at < created, and_(Recording.created_at == created, Recording.id < recording_id))
+        )
+    rows = list(session.scalars(statement.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# Changes --------------------------------------------------------------------------------------
+
+
+def update_recording(*, session: Session, recording: Recording, data: RecordingUpdate) -> Recording:
+    if recording.status == Status.DELETED.value:
+        raise Conflict("A deleted recording cannot be changed; restore it first.")
+    changes = data.model_dump(exclude_unset=True)
+    if "title" in changes:
+        recording.title = changes["title"]
+    if "metadata" in changes:
+        if changes["metadata"] is None:
+            raise InvalidRequest("metadata must be an object; send {} to clear it.")
+        recording.metadata_ = changes["metadata"]
+    if changes:
+        recording.updated_at = utcnow()
+        session.commit()
+    return recording
+
+
+def delete_recording(*, session: Session, storage: Storage, recording: Recording) -> None:
+    """Pending: abort and purge the partial bytes. Available: delete (restorable). Idempotent."""
+    previous = recording.status
+    if previous == Status.DELETED.value:
+        return
+    if previous == Status.AVAILABLE.value:
+        storage.delete(key=recording.s3_key)
+    else:
+        if recording.upload_id:
+            storage.abort_multipart(key=recording.s3_key, upload_id=recording.upload_id)
+        storage.purge(key=recording.s3_key)
+    now = utcnow()
+    result = session.execute(
+        update(Recording)
+        .where(Recording.id == recording.id, Recording.status == previous)
+        .values(status=Status.DELETED.value, deleted_at=now, updated_at=now, upload_id=None)
+    )
+    session.commit()
+    if result.rowcount == 1:
+        metrics.record_upload("deleted")
+
+
+def restore_recording(*, session: Session, storage: Storage, settings: Settings, recording: Recording) -> Recording:
+    if recording.status != Status.DELETED.value:
+        raise Conflict(f"Only deleted recordings can be restored; this one is {recording.status}.")
+    deleted_at = as_utc(recording.deleted_at)
+    if not recording.s3_version_id or recording.completed_at is None:
+        raise Conflict("Nothing to restore: the upload never completed.")
+    if deleted_at and utcnow() - deleted_at > timedelta(days=settings.restore_window_days):
+        raise Conflict(f"Nothing to restore: deleted more than {settings.restore_window_days} days ago.")
+    if storage.head(key=recording.s3_key, version_id=recording.s3_version_id) is None:
+        raise Conflict("Nothing to restore: the stored version no longer exists.")
+    storage.remove_delete_marker(key=recording.s3_key)
+    current = storage.head(key=recording.s3_key)
+    if current is None or current.version_id != recording.s3_version_id:
+        raise Conflict("Nothing to restore: the recording's version is not the current one.")
+    now = utcnow()
+    result = session.execute(
+        update(Recording)
+        .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
+        .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
+    )
+    session.commit()
+    if result.rowcount == 1:
+        metrics.record_upload("restored")
+    session.refresh(recording)
+    return recording
+
+
+# Downloads ------------------------------------------------------------------------------------
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def download_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
+    if recording.status != Status.AVAILABLE.value:
+        raise Conflict(f"Only available recordings can be downloaded; this one is {recording.status}.")
+    url = storage.presign_get(
+        key=recording.s3_key,
+        version_id=recording.s3_version_id,
+        content_disposition=content_disposition(recording.filename),
+        content_type=recording.content_type,
+    )
+    return url, expires_at(utcnow(), settings.presign_expires_seconds)

@@ -1,0 +1,21 @@
+"""Database credentials from a Secrets Manager secret (the RDS-managed master secret).
+
+Fetched through Powertools Parameters, which caches the value; ``refresh=True`` bypasses the
+cache after the database rejected the cached password (the secret may have rotated).
+"""
+
+from __future__ import annotations
+
+import json
+
+CACHE_SECONDS = 300
+
+
+def database_credentials(secret_arn: str, *, refresh: bool = False) -> dict:
+    from aws_lambda_powertools.utilities import parameters
+
+    raw = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS, force_fetch=refresh)
+    value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    if not isinstance(value, dict) or "username" not in value or "password" not in value:
+        raise ValueError("database secret must be a JSON object with username and password")
+    return value

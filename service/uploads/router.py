@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.errors import PROBLEM_JSON, InvalidRequest
+from service.recordings import service as recordings
+from service.recordings.schemas import RecordingOut
+from service.storage import expires_at
+from service.timeutil import utcnow
+from service.uploads import service
+
+PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+router = APIRouter(
+    prefix="/v1/recordings/{recording_id}",
+    tags=["uploads"],
+    responses={401: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+)
+
+
+class PartUrls(BaseModel):
+    urls: dict[str, str]
+    expires_at: datetime
+
+
+class UploadedPart(BaseModel):
+    part_number: int
+    etag: str
+    size: int
+
+
+class UploadedParts(BaseModel):
+    parts: list[UploadedPart]
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: Annotated[int, Field(ge=1, le=10_000)]
+    etag: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=10_000)]
+
+
+def parse_part_numbers(raw: str) -> list[int]:
+    try:
+        numbers = [int(item) for item in raw.split(",") if item.strip()]
+    except ValueError:
+        raise InvalidRequest(
+            "part_numbers must be comma-separated integers, e.g. 1,2,3.", slug="invalid-part-number"
+        ) from None
+    return numbers
+
+
+@router.get("/upload/parts", response_model=PartUrls)
+def sign_parts(
+    recording_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    part_numbers: Annotated[str, Query(min_length=1, max_length=1000, examples=["1,2,3"])],
+) -> PartUrls:
+    """Presigned PUT URLs for up to 100 parts of a multipart upload."""
+    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
+    urls = service.presign_parts(storage=storage, recording=recording, part_numbers=parse_part_numbers(part_numbers))
+    return PartUrls(urls=urls, expires_at=expires_at(utcnow(), settings.presign_expires_seconds))
+
+
+@router.get("/upload/parts/uploaded", response_model=UploadedParts)
+def list_uploaded_parts(
+    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> UploadedParts:
+    """The parts S3 already holds, so an interrupted upload can resume where it stopped."""
+    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
+    return UploadedParts(parts=service.uploaded_parts(storage=storage, recording=recording))
+
+
+@router.post("/complete", response_model=RecordingOut)
+def complete_upload(
+    recording_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    body: Annotated[CompleteRequest | None, Body()] = None,
+) -> RecordingOut:
+    """Finish the upload and verify the object (size, type, checksum). Idempotent."""
+    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
+    parts = [part.model_dump() for part in body.parts] if body else None
+    return recordings.to_out(
+        service.complete_upload(session=session, storage=storage, recording=recording, parts=parts)
+    )

@@ -1,0 +1,271 @@
+"""The upload lifecycle: plan an upload, sign its parts, verify what arrived, reap what never did.
+
+Every transition is a conditional UPDATE from ``pending``: whichever caller (``complete``, an S3
+event, the reaper) gets there first makes the change, the others see it already made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from botocore.exceptions import ClientError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service import metrics
+from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
+from service.errors import Conflict, InvalidRequest
+from service.recordings.models import Recording, Status, UploadMethod
+from service.storage import ObjectInfo, Storage
+from service.timeutil import utcnow
+
+log = logging.getLogger("service.uploads")
+
+MiB = 1024 * 1024
+MAX_PART_URLS_PER_BATCH = 100
+
+
+@dataclass(frozen=True)
+class MultipartPlan:
+    part_size: int
+    part_count: int
+
+
+def plan_parts(size_bytes: int, preferred_part_bytes: int) -> MultipartPlan:
+    """Parts of at least 5 MiB (whole MiB), few enough to stay within S3's 10,000-part limit."""
+    needed = math.ceil(size_bytes / S3_MAX_PARTS)
+    part_size = max(S3_MIN_PART_BYTES, preferred_part_bytes, math.ceil(needed / MiB) * MiB)
+    return MultipartPlan(part_size=part_size, part_count=math.ceil(size_bytes / part_size))
+
+
+def s3_key_for(tenant: str, recording_id: uuid.UUID) -> str:
+    """The server-chosen object key: tenant prefix + recording id, never the client's filename."""
+    return f"{tenant}/{recording_id}"
+
+
+def normalize_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[int]) -> dict[str, str]:
+    require_open_multipart(recording)
+    if not part_numbers:
+        raise InvalidRequest("Name at least one part number.", slug="invalid-part-number")
+    if len(part_numbers) > MAX_PART_URLS_PER_BATCH:
+        raise InvalidRequest(f"At most {MAX_PART_URLS_PER_BATCH} part URLs per request.", slug="invalid-part-number")
+    out_of_range = [n for n in part_numbers if not 1 <= n <= (recording.part_count or 0)]
+    if out_of_range:
+        raise InvalidRequest(
+            f"Part numbers must be between 1 and {recording.part_count}; got {out_of_range[:5]}.",
+            slug="invalid-part-number",
+        )
+    return {
+        str(n): storage.presign_part(key=recording.s3_key, upload_id=recording.upload_id, part_number=n)
+        for n in dict.fromkeys(part_numbers)
+    }
+
+
+def require_open_multipart(recording: Recording) -> None:
+    if recording.upload_method != UploadMethod.MULTIPART.value:
+        raise Conflict("This recording was not uploaded in parts.")
+    if recording.status != Status.PENDING.value or not recording.upload_id:
+        raise Conflict(f"The upload is no longer open (recording is {recording.status}).")
+
+
+def uploaded_parts(*, storage: Storage, recording: Recording) -> list[dict]:
+    require_open_multipart(recording)
+    parts = storage.list_parts(key=recording.s3_key, upload_id=recording.upload_id)
+    if parts is None:
+        raise Conflict("The multipart upload no longer exists; complete or recreate the recording.")
+    return [
+        {"part_number": int(p["PartNumber"]), "etag": normalize_etag(p["ETag"]), "size": int(p["Size"])} for p in parts
+    ]
+
+
+# Verification ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str | None = None
+
+
+def verify_object(recording: Recording, info: ObjectInfo | None) -> Verdict:
+    if info is None:
+        return Verdict(False, "No object was uploaded.")
+    if info.size != recording.size_bytes:
+        return Verdict(False, f"Uploaded size {info.size} bytes differs from the declared {recording.size_bytes}.")
+    if (info.content_type or "").lower() != recording.content_type:
+        return Verdict(
+            False, f"Uploaded content type {info.content_type!r} differs from the declared {recording.content_type!r}."
+        )
+    if recording.checksum_sha256 and info.checksum_sha256 != recording.checksum_sha256:
+        return Verdict(False, "Uploaded content does not match the declared SHA-256 checksum.")
+    return Verdict(True)
+
+
+def inspect_object(*, storage: Storage, recording: Recording) -> ObjectInfo | None:
+    """HeadObject, plus the checksum where the store does not report one (S3 does, for uploads
+    that declared one; S3-compatible servers may not). Only single uploads carry a checksum, so
+    the read is bounded by the multipart threshold."""
+    info = storage.head(key=recording.s3_key)
+    if (
+        info is not None
+        and recording.checksum_sha256
+        and info.checksum_sha256 is None
+        and info.size == recording.size_bytes
+    ):
+        info = replace(info, checksum_sha256=storage.sha256(key=recording.s3_key, version_id=info.version_id))
+    return info
+
+
+def finalize(*, session: Session, storage: Storage, recording: Recording, info: ObjectInfo | None) -> Recording:
+    """Apply the verdict once (pending -> available | failed) and return the current row."""
+    verdict = verify_object(recording, info)
+    key, upload_id = recording.s3_key, recording.upload_id
+    now = utcnow()
+    values: dict = {"updated_at": now, "upload_id": None}
+    if verdict.ok:
+        values.update(status=Status.AVAILABLE.value, s3_version_id=info.version_id, completed_at=now)
+    else:
+        values.update(status=Status.FAILED.value, failure_reason=verdict.reason)
+    result = session.execute(
+        update(Recording).where(Recording.id == recording.id, Recording.status == Status.PENDING.value).values(**values)
+    )
+    session.commit()
+    won = result.rowcount == 1
+    if won:
+        metrics.record_upload("completed" if verdict.ok else "failed")
+        log.info("recording %s %s", recording.id, "available" if verdict.ok else f"failed: {verdict.reason}")
+        if not verdict.ok:
+            _discard_bytes(storage, key=key, upload_id=upload_id)
+    session.refresh(recording)
+    return recording
+
+
+def _discard_bytes(storage: Storage, *, key: str, upload_id: str | None) -> None:
+    """Remove what a failed or abandoned upload left behind (parts and every object version)."""
+    try:
+        if upload_id:
+            storage.abort_multipart(key=key, upload_id=upload_id)
+        storage.purge(key=key)
+    except Exception:  # the row is already final; a later delete of the recording retries
+        log.warning("could not remove the object at %s", key, exc_info=True)
+
+
+def complete_upload(*, session: Session, storage: Storage, recording: Recording, parts: list[dict] | None) -> Recording:
+    """Finish an upload and verify it. Idempotent: an available recording is returned unchanged."""
+    if recording.status == Status.AVAILABLE.value:
+        return recording
+    if recording.status != Status.PENDING.value:
+        raise Conflict(f"Only pending uploads can be completed; this recording is {recording.status}.")
+    if recording.upload_method == UploadMethod.MULTIPART.value and recording.upload_id:
+        _assemble(storage=storage, recording=recording, parts=parts)
+    info = inspect_object(storage=storage, recording=recording)
+    recording = finalize(session=session, storage=storage, recording=recording, info=info)
+    if recording.status == Status.FAILED.value:
+        raise InvalidRequest(
+            f"Upload verification failed: {recording.failure_reason}",
+            slug="verification-failed",
+            recording_id=str(recording.id),
+        )
+    if recording.status != Status.AVAILABLE.value:
+        raise Conflict(f"Only pending uploads can be completed; this recording is {recording.status}.")
+    return recording
+
+
+def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | None) -> None:
+    listed = storage.list_parts(key=recording.s3_key, upload_id=recording.upload_id)
+    if listed is None:
+        return  # already assembled by a concurrent call (or aborted): verification decides
+    uploaded = {int(p["PartNumber"]): normalize_etag(p["ETag"]) for p in listed}
+    expected = range(1, (recording.part_count or 0) + 1)
+    if parts is not None:
+        given = {int(p["part_number"]): normalize_etag(p["etag"]) for p in parts}
+        if sorted(given) != list(expected):
+            raise InvalidRequest(
+                f"List every part from 1 to {recording.part_count} exactly once.", slug="invalid-parts"
+            )
+        wrong = [n for n, etag in given.items() if uploaded.get(n) != etag]
+        if wrong:
+            raise InvalidRequest(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
+    missing = [n for n in expected if n not in uploaded]
+    if missing:
+        raise InvalidRequest(
+            f"{len(missing)} of {recording.part_count} parts are not uploaded yet (first missing: {missing[:10]}).",
+            slug="parts-missing",
+            missing_parts=missing[:100],
+        )
+    try:
+        storage.complete_multipart(
+            key=recording.s3_key,
+            upload_id=recording.upload_id,
+            parts=[{"PartNumber": n, "ETag": f'"{uploaded[n]}"'} for n in expected],
+        )
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+            raise InvalidRequest(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
+        raise
+
+
+def reconcile_key(*, session: Session, storage: Storage, key: str) -> Recording | None:
+    """Verify the recording stored at ``key`` after S3 reported an object there (at least once).
+
+    Unknown keys return None; recordings that are no longer pending are left as they are.
+    """
+    recording = session.scalars(select(Recording).where(Recording.s3_key == key)).first()
+    if recording is None or recording.status != Status.PENDING.value:
+        return recording
+    info = inspect_object(storage=storage, recording=recording)
+    return finalize(session=session, storage=storage, recording=recording, info=info)
+
+
+# Reaper ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    expired: int
+    examined: int
+
+
+def reap(
+    *, session: Session, storage: Storage, settings: Settings, now: datetime | None = None, batch_size: int = 500
+) -> ReapResult:
+    """Expire pending uploads older than the TTL: claim each row first, then remove its bytes.
+
+    Safe to run concurrently: the conditional claim lets exactly one reaper handle each row.
+    Available recordings are never selected, so their objects are never touched.
+    """
+    cutoff = (now or utcnow()) - timedelta(seconds=settings.upload_ttl_seconds)
+    stale = session.execute(
+        select(Recording.id, Recording.s3_key, Recording.upload_id)
+        .where(Recording.status == Status.PENDING.value, Recording.created_at < cutoff)
+        .order_by(Recording.created_at)
+        .limit(batch_size)
+    ).all()
+    expired = 0
+    for row in stale:
+        claimed = session.execute(
+            update(Recording)
+            .where(Recording.id == row.id, Recording.status == Status.PENDING.value)
+            .values(
+                status=Status.EXPIRED.value,
+                updated_at=utcnow(),
+                upload_id=None,
+                failure_reason="The upload was not completed in time.",
+            )
+        )
+        session.commit()
+        if claimed.rowcount != 1:
+            continue
+        expired += 1
+        metrics.record_upload("expired")
+        _discard_bytes(storage, key=row.s3_key, upload_id=row.upload_id)
+    return ReapResult(expired=expired, examined=len(stale))

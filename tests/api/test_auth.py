@@ -1,0 +1,167 @@
+"""Bearer authentication: API keys and OIDC JWTs verified against a JWKS served over HTTP."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from service.auth.api_keys import revoke_api_key
+from service.db import session_scope
+from service.main import create_app
+from tests.conftest import make_settings
+
+ISSUER = "https://issuer.test/pool"
+AUDIENCE = "recordings-api"
+
+
+def test_missing_or_malformed_credentials_are_401_with_challenge(client):
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer "}, {"Authorization": "Bearer rk_x"}):
+        response = client.get("/v1/recordings", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_wrong_secret_for_a_real_prefix_is_401(client, alice):
+    prefix = alice.token.split("_")[1]
+    response = client.get("/v1/recordings", headers={"Authorization": f"Bearer rk_{prefix}_{'x' * 43}"})
+    assert response.status_code == 401
+
+
+def test_revoked_key_is_401(client, alice, settings):
+    assert client.get("/v1/recordings", headers=alice.headers).status_code == 200
+    with session_scope(settings) as session:
+        assert revoke_api_key(session, prefix=alice.token.split("_")[1])
+    assert client.get("/v1/recordings", headers=alice.headers).status_code == 401
+
+
+def test_key_is_stored_hashed(client, alice, settings):
+    from sqlalchemy import select
+
+    from service.auth.models import ApiKey
+
+    with session_scope(settings) as session:
+        row = session.scalars(select(ApiKey)).one()
+    secret = alice.token.split("_", 2)[2]
+    assert secret not in (row.secret_hash, row.prefix)
+    assert len(row.secret_hash) == 64
+
+
+# JWT ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing_keys():
+    return {kid: rsa.generate_private_key(public_exponent=65537, key_size=2048) for kid in ("k1", "k2")}
+
+
+@pytest.fixture(scope="module")
+def jwks_url(signing_keys):
+    keys = []
+    for kid, private in signing_keys.items():
+        if kid == "k2":
+            continue  # k2 signs tokens but is not published: "unknown kid"
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+        keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+    document = json.dumps({"keys": keys}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    server.shutdown()
+
+
+@pytest.fixture
+def jwt_client(migrated, s3_endpoint, jwks_url):
+    from fastapi.testclient import TestClient
+
+    settings = make_settings(
+        migrated, s3_endpoint, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwt_jwks_url=jwks_url,
+        jwt_tenant_claim="custom:tenant",
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _token(signing_keys, kid="k1", alg="RS256", **overrides):
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "custom:tenant": "acme", "iat": now, "exp": now + 300}
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, signing_keys[kid], algorithm=alg, headers={"kid": kid})
+
+
+def test_valid_jwt_acts_for_the_tenant_claim(jwt_client, signing_keys):
+    token = _token(signing_keys)
+    created = jwt_client.post(
+        "/v1/recordings",
+        json={"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 5},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["recording"]["key"].startswith("acme/")
+
+
+def _public_pem(signing_keys):
+    return signing_keys["k1"].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _unsigned(claims_token: str) -> str:
+    header, payload, _ = claims_token.split(".")
+    none_header = jwt.utils.base64url_encode(json.dumps({"alg": "none", "kid": "k1"}).encode()).decode()
+    return f"{none_header}.{payload}."
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong-issuer", "wrong-audience", "expired", "not-yet-valid", "alg-none", "hs256-with-public-key",
+     "unknown-kid", "missing-tenant", "garbage"],
+)
+def test_invalid_jwts_are_401(jwt_client, signing_keys, case):
+    now = int(time.time())
+    if case == "wrong-issuer":
+        token = _token(signing_keys, iss="https://evil.test")
+    elif case == "wrong-audience":
+        token = _token(signing_keys, aud="someone-else")
+    elif case == "expired":
+        token = _token(signing_keys, exp=now - 3600, iat=now - 7200)
+    elif case == "not-yet-valid":
+        token = _token(signing_keys, nbf=now + 3600)
+    elif case == "alg-none":
+        token = _unsigned(_token(signing_keys))
+    elif case == "hs256-with-public-key":
+        header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode())
+        body = jwt.utils.base64url_encode(
+            json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "custom:tenant": "acme", "exp": now + 300}).encode()
+        )
+        import hashlib
+        import hmac
+
+        signature = hmac.new(_public_pem(signing_keys), header + b"." + body, hashlib.sha256).digest()
+        token = (header + b"." + body + b"." + jwt.utils.base64url_encode(signature)).decode()
+    elif case == "unknown-kid":
+        token = _token(signing_keys, kid="k2")
+    elif case == "missing-tenant":
+        token = _token(signing_keys, **{"custom:tenant": None})
+    else:
+        token = "not.a.jwt"
+    response = jwt_client.get("/v1/recordings", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401, case
+    assert response.headers["content-type"] == "application/problem+json"

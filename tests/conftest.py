@@ -1,0 +1,160 @@
+"""Shared fixtures: a real PostgreSQL database per run, moto's S3 server on loopback.
+
+TEST_DATABASE_URL points at a server where the run may create a database (default: the local
+PostgreSQL as user postgres). The run creates ``recordings_test_<random>`` and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+# Dummy credentials for the S3 test server; real ones must never be used by the tests.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+for leaked in ("AWS_PROFILE", "DATABASE_URL", "DATABASE_SECRET_ARN", "S3_BUCKET", "S3_ENDPOINT_URL"):
+    os.environ.pop(leaked, None)
+
+from service.config import Settings  # noqa: E402
+
+BASE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MiB = 1024 * 1024
+
+
+def _admin_engine():
+    from service.db import with_driver
+
+    return create_engine(with_driver(make_url(BASE_DATABASE_URL)), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"recordings_test_{secrets.token_hex(4)}"
+    admin = _admin_engine()
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(BASE_DATABASE_URL).set(database=name, drivername="postgresql+psycopg2")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        from service.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def make_settings(database_url: str, s3_endpoint: str, **overrides) -> Settings:
+    values = {
+        "environment": "test",
+        "database_url": database_url,
+        "s3_endpoint_url": s3_endpoint,
+        "s3_bucket": f"test-{uuid.uuid4().hex[:12]}",
+        "multipart_threshold_bytes": 5 * MiB,
+        "multipart_part_bytes": 5 * MiB,
+        "max_upload_bytes": 5 * 1024 * MiB,
+        "db_pool_size": 5,
+        "db_max_overflow": 25,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str, s3_endpoint: str) -> str:
+    from service import migrate
+
+    migrate.upgrade(make_settings(database_url, s3_endpoint))
+    return database_url
+
+
+def create_bucket(settings: Settings) -> None:
+    from service.devrun import prepare_bucket
+
+    prepare_bucket(settings, ["http://127.0.0.1:8000"])
+
+
+@pytest.fixture
+def settings(migrated: str, s3_endpoint: str) -> Iterator[Settings]:
+    settings = make_settings(migrated, s3_endpoint)
+    create_bucket(settings)
+    yield settings
+    from service.db import get_engine
+
+    with get_engine(settings).begin() as connection:
+        connection.execute(text("TRUNCATE recordings, api_keys"))
+
+
+@pytest.fixture
+def s3(settings: Settings):
+    from service.storage import s3_client
+
+    return s3_client(settings)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    from service.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> Iterator:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def new_tenant(settings: Settings, name: str) -> Tenant:
+    from service.auth.api_keys import create_api_key
+    from service.db import session_scope
+
+    with session_scope(settings) as session:
+        return Tenant(name=name, token=create_api_key(session, owner=name, name="test").token)
+
+
+@pytest.fixture
+def alice(settings: Settings) -> Tenant:
+    return new_tenant(settings, "alice")
+
+
+@pytest.fixture
+def bob(settings: Settings) -> Tenant:
+    return new_tenant(settings, "bob")

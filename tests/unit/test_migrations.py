@@ -1,0 +1,59 @@
+"""The migrations and the models agree, on PostgreSQL and on SQLite, and downgrade cleanly."""
+
+import secrets
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from service.db import with_driver
+from service.migrate import alembic_config
+from service.models import Base
+from tests.conftest import BASE_DATABASE_URL
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_engine(request, tmp_path):
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"recordings_migr_{secrets.token_hex(4)}"
+    admin = create_engine(with_driver(make_url(BASE_DATABASE_URL)), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(with_driver(make_url(BASE_DATABASE_URL)).set(database=name))
+    yield engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _run(engine, action, revision):
+    with engine.begin() as connection:
+        getattr(command, action)(alembic_config(connection), revision)
+
+
+def _diff(engine):
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def test_models_and_migrations_agree(empty_engine):
+    _run(empty_engine, "upgrade", "head")
+    assert _diff(empty_engine) == []
+
+
+def test_downgrade_and_upgrade_round_trip(empty_engine):
+    _run(empty_engine, "upgrade", "head")
+    _run(empty_engine, "downgrade", "base")
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+    _run(empty_engine, "upgrade", "head")
+    assert {"recordings", "api_keys"} <= set(inspect(empty_engine).get_table_names())
+    assert _diff(empty_engine) == []

@@ -1,0 +1,67 @@
+"""Pure functions: part planning, Content-Disposition, cursors, settings."""
+
+from urllib.parse import unquote
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.errors import ProblemError
+from service.recordings.service import content_disposition, content_type_allowed, decode_cursor
+from service.uploads.service import plan_parts
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [5 * MiB + 1, 100 * MiB, 5 * 1024**3, 5 * 1024**4, 48_828 * MiB + 7])
+def test_part_plan_respects_s3_limits(size):
+    plan = plan_parts(size, 16 * MiB)
+    assert plan.part_size >= 5 * MiB
+    assert plan.part_size % MiB == 0
+    assert plan.part_count <= 10_000
+    assert (plan.part_count - 1) * plan.part_size < size <= plan.part_count * plan.part_size
+
+
+def test_content_disposition_is_attachment_with_ascii_fallback_and_utf8_name():
+    header = content_disposition('Täst "quoted"; name.wav')
+    assert header.startswith('attachment; filename="T_st _quoted__ name.wav"')
+    assert unquote(header.split("filename*=UTF-8''")[1]) == 'Täst "quoted"; name.wav'
+
+
+def test_content_type_allow_list_uses_wildcards():
+    allowed = ["audio/*", "video/mp4"]
+    assert content_type_allowed("audio/flac", allowed)
+    assert content_type_allowed("video/mp4", allowed)
+    assert not content_type_allowed("video/webm", allowed)
+    assert not content_type_allowed("text/html", allowed)
+
+
+@pytest.mark.parametrize("cursor", ["", "!!!", "bm90IGpzb24", "WyJ4IiwgInkiXQ"])
+def test_tampered_cursors_are_rejected(cursor):
+    with pytest.raises(ProblemError) as error:
+        decode_cursor(cursor)
+    assert error.value.status == 422
+
+
+def test_presign_expiry_is_capped_at_one_hour():
+    with pytest.raises(ValidationError):
+        Settings(presign_expires_seconds=3601)
+    assert Settings().presign_expires_seconds == 900
+
+
+def test_lists_come_from_comma_separated_environment(monkeypatch):
+    monkeypatch.setenv("ALLOWED_CONTENT_TYPES", "audio/*, video/mp4")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    settings = Settings()
+    assert settings.allowed_content_types == ["audio/*", "video/mp4"]
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_symmetric_jwt_algorithms_are_refused():
+    with pytest.raises(ValidationError):
+        Settings(jwt_algorithms=["HS256"])
+
+
+def test_local_defaults_only_in_the_local_environment():
+    assert Settings().s3_endpoint_url == "http://127.0.0.1:9000"
+    assert Settings(environment="prod").s3_endpoint_url is None
