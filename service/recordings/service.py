@@ -13,7 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service import metrics
+from service import events
 from service.auth.principal import Principal
 from service.config import Settings
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -132,7 +132,7 @@ def create_recording(
         if recording.upload_id:
             storage.abort_multipart(key=key, upload_id=recording.upload_id)
         raise
-    metrics.record_upload("created")
+    events.upload_transition("created")
     return CreatedRecording(recording=to_out(recording), upload=upload)
 
 
@@ -211,7 +211,7 @@ def delete_recording(*, session: Session, storage: Storage, recording: Recording
     )
     session.commit()
     if result.rowcount == 1:
-        metrics.record_upload("deleted")
+        events.upload_transition("deleted")
 
 
 def restore_recording(*, session: Session, storage: Storage, settings: Settings, recording: Recording) -> Recording:
@@ -236,7 +236,7 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
     )
     session.commit()
     if result.rowcount == 1:
-        metrics.record_upload("restored")
+        events.upload_transition("restored")
     session.refresh(recording)
     return recording
 

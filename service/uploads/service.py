@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import metrics
+from service import events
 from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
 from service.errors import Conflict, InvalidRequest
 from service.recordings.models import Recording, Status, UploadMethod
@@ -113,6 +114,7 @@ def inspect_object(*, storage: Storage, recording: Recording) -> ObjectInfo | No
     """HeadObject, plus the checksum where the store does not report one (S3 does, for uploads
     that declared one; S3-compatible servers may not). Only single uploads carry a checksum, so
     the read is bounded by the multipart threshold."""
+    started = time.perf_counter()
     info = storage.head(key=recording.s3_key)
     if (
         info is not None
@@ -121,6 +123,7 @@ def inspect_object(*, storage: Storage, recording: Recording) -> ObjectInfo | No
         and info.size == recording.size_bytes
     ):
         info = replace(info, checksum_sha256=storage.sha256(key=recording.s3_key, version_id=info.version_id))
+    events.verification_seconds(time.perf_counter() - started)
     return info
 
 
@@ -140,7 +143,7 @@ def finalize(*, session: Session, storage: Storage, recording: Recording, info: 
     session.commit()
     won = result.rowcount == 1
     if won:
-        metrics.record_upload("completed" if verdict.ok else "failed")
+        events.upload_transition("completed" if verdict.ok else "failed")
         log.info("recording %s %s", recording.id, "available" if verdict.ok else f"failed: {verdict.reason}")
         if not verdict.ok:
             _discard_bytes(storage, key=key, upload_id=upload_id)
@@ -266,6 +269,6 @@ def reap(
         if claimed.rowcount != 1:
             continue
         expired += 1
-        metrics.record_upload("expired")
+        events.upload_transition("expired")
         _discard_bytes(storage, key=row.s3_key, upload_id=row.upload_id)
     return ReapResult(expired=expired, examined=len(stale))
