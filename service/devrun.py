@@ -6,6 +6,7 @@ every run; both live under .local/.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from service.config import LOCAL_BUCKET, LOCAL_DATABASE_URL, LOCAL_S3_ENDPOINT, Settings
@@ -61,6 +62,7 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
         cors_origins=origins,
     )
     configure_logging(settings.log_level)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 server's per-request lines
     s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
     s3_server.start()
     try:
@@ -68,10 +70,13 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
         migrate.upgrade(settings)
         with session_scope(settings) as session:
             key = create_api_key(session, owner=LOCAL_OWNER, name="local development")
+        key_file = Path(".local/dev-api-key")
+        key_file.touch(mode=0o600)
+        key_file.write_text(key.token + "\n")
         print(
             f"\nRecordings API      {base_url}   (docs: {base_url}/docs)\n"
             f"Embedded S3 server  {settings.s3_endpoint_url}   bucket: {settings.s3_bucket}\n"
-            f"Development API key (owner '{LOCAL_OWNER}'):\n{key.token}\n",
+            f"Development API key (owner '{LOCAL_OWNER}', also in {key_file}):\n{key.token}\n",
             flush=True,
         )
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
