@@ -1,31 +1,55 @@
 # syntax=docker/dockerfile:1.7
-# One codebase, two images: `--target server` (uvicorn on EC2) and `--target lambda` (Mangum).
+# One codebase, two images:
+#   docker build --target server -t recordings:server .   (uvicorn on the EC2 hosts)
+#   docker build --target lambda -t recordings:lambda .   (Mangum behind API Gateway)
+# Base images are pinned by tag; Dependabot (docker ecosystem) proposes updates.
 
+# ---- deps: the runtime dependencies in a virtualenv, built once and copied into `server` ----
 FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /tmp/requirements.txt
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
+RUN python -m venv /opt/venv \
+    # Byte-compiled at build time: the non-root user cannot write .pyc files at run time.
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
+# ---- server: non-root uvicorn, workers from WEB_CONCURRENCY, port from PORT ----
 FROM python:3.11.11-slim-bookworm AS server
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    RUNTIME=server WEB_CONCURRENCY=2 PORT=8000
-RUN useradd --system --uid 10001 --no-create-home app
+LABEL org.opencontainers.image.title="recordings-service" \
+      org.opencontainers.image.description="Recordings API (FastAPI, presigned S3 uploads, PostgreSQL metadata)" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://github.com/recordings-service/recordings-service"
+# PROMETHEUS_MULTIPROC_DIR: every uvicorn worker writes its metrics there and /metrics aggregates
+# them (service/metrics.py); `serve` empties it at start.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    RUNTIME=server \
+    WEB_CONCURRENCY=2 \
+    PORT=8000 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-COPY service/ service/
-COPY migrations/ migrations/
-COPY alembic.ini ./
-USER 10001
+COPY --chown=root:root service/ service/
+COPY --chown=root:root migrations/ migrations/
+COPY --chown=root:root alembic.ini ./
+RUN python -m compileall -q service migrations
+USER 10001:10001
 EXPOSE 8000
+# uvicorn finishes in-flight requests on SIGTERM (timeout_graceful_shutdown in `serve`); give
+# `docker stop` a longer timeout than that (the deploy script uses -t 30).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=2)"]
+# Exec form: python is PID 1 and receives SIGTERM itself.
 CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0"]
 
+# ---- lambda: the same code behind Mangum (handlers/api.py) ----
 FROM public.ecr.aws/lambda/python:3.11 AS lambda
-ENV RUNTIME=lambda PYTHONDONTWRITEBYTECODE=1
+ENV RUNTIME=lambda PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --no-compile -r /tmp/requirements.txt --target "${LAMBDA_TASK_ROOT}"
+RUN pip install --no-cache-dir --no-compile -r /tmp/requirements.txt --target "${LAMBDA_TASK_ROOT}" \
+    && rm /tmp/requirements.txt
 COPY service/ ${LAMBDA_TASK_ROOT}/service/
 COPY handlers/ ${LAMBDA_TASK_ROOT}/handlers/
 COPY migrations/ ${LAMBDA_TASK_ROOT}/migrations/

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fastapi import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -53,6 +54,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client picks its value storage (memory or mmap files) when it is imported, from
 # the same variable; reading it here once keeps this module consistent with that choice.
 MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
+if MULTIPROCESS:
+    # Metric children below open their files at import; a missing directory would crash a worker.
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 
 METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "<unmatched>"
@@ -224,8 +228,10 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str] | None = None) -> Path
         return None
     directory = Path(raw)
     directory.mkdir(parents=True, exist_ok=True)
+    own = f"_{os.getpid()}.db"
     for stale in directory.glob("*.db"):
-        stale.unlink()
+        if not stale.name.endswith(own):  # this process's files are already open
+            stale.unlink()
     return directory
 
 
@@ -345,8 +351,6 @@ def _authorized(header: str | None, token: str) -> bool:
 
 def install_metrics(app: FastAPI, settings: Settings) -> None:
     """Instrument ``app`` and add ``GET /metrics`` (nothing at all when metrics are disabled)."""
-    from fastapi import Request, Response
-
     if not settings.metrics_enabled:
         return
     app.add_middleware(PrometheusMiddleware)

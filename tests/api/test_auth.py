@@ -91,7 +91,11 @@ def jwt_client(migrated, s3_endpoint, jwks_url):
     from fastapi.testclient import TestClient
 
     settings = make_settings(
-        migrated, s3_endpoint, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwt_jwks_url=jwks_url,
+        migrated,
+        s3_endpoint,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_jwks_url=jwks_url,
         jwt_tenant_claim="custom:tenant",
     )
     with TestClient(create_app(settings)) as client:
@@ -118,21 +122,32 @@ def test_valid_jwt_acts_for_the_tenant_claim(jwt_client, signing_keys):
 
 
 def _public_pem(signing_keys):
-    return signing_keys["k1"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    return (
+        signing_keys["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
 def _unsigned(claims_token: str) -> str:
-    header, payload, _ = claims_token.split(".")
+    _header, payload, _ = claims_token.split(".")
     none_header = jwt.utils.base64url_encode(json.dumps({"alg": "none", "kid": "k1"}).encode()).decode()
     return f"{none_header}.{payload}."
 
 
 @pytest.mark.parametrize(
     "case",
-    ["wrong-issuer", "wrong-audience", "expired", "not-yet-valid", "alg-none", "hs256-with-public-key",
-     "unknown-kid", "missing-tenant", "garbage"],
+    [
+        "wrong-issuer",
+        "wrong-audience",
+        "expired",
+        "not-yet-valid",
+        "alg-none",
+        "hs256-with-public-key",
+        "unknown-kid",
+        "missing-tenant",
+        "garbage",
+    ],
 )
 def test_invalid_jwts_are_401(jwt_client, signing_keys, case):
     now = int(time.time())

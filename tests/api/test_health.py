@@ -21,9 +21,7 @@ def test_ready_when_database_and_bucket_answer(client):
 
 
 def test_not_ready_when_the_database_is_down(s3_endpoint, settings):
-    down = make_settings(
-        "postgresql://postgres@127.0.0.1:1/none", s3_endpoint, s3_bucket=settings.s3_bucket
-    )
+    down = make_settings("postgresql://postgres@127.0.0.1:1/none", s3_endpoint, s3_bucket=settings.s3_bucket)
     with TestClient(create_app(down), raise_server_exceptions=False) as client:
         started = time.monotonic()
         response = client.get("/health/ready")

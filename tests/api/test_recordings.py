@@ -70,7 +70,9 @@ def test_list_filters_by_status_and_hides_deleted(client, alice):
     assert client.delete(f"/v1/recordings/{gone}", headers=alice.headers).status_code == 204
 
     def ids(**params):
-        return {item["id"] for item in client.get("/v1/recordings", params=params, headers=alice.headers).json()["items"]}
+        return {
+            item["id"] for item in client.get("/v1/recordings", params=params, headers=alice.headers).json()["items"]
+        }
 
     assert ids() == {available, pending}
     assert ids(status="available") == {available}
@@ -86,7 +88,9 @@ def test_list_rejects_bad_limits_and_cursors(client, alice):
 
 def test_patch_changes_title_and_metadata_only(client, alice):
     rid = create(client, alice, size=10, title="old")["recording"]["id"]
-    response = client.patch(f"/v1/recordings/{rid}", json={"title": "new", "metadata": {"k": "v"}}, headers=alice.headers)
+    response = client.patch(
+        f"/v1/recordings/{rid}", json={"title": "new", "metadata": {"k": "v"}}, headers=alice.headers
+    )
     assert response.status_code == 200
     assert response.json()["title"] == "new"
     assert response.json()["metadata"] == {"k": "v"}

@@ -105,7 +105,9 @@ def test_wrong_size_fails_and_removes_the_object(client, alice, s3, settings):
 
 def test_wrong_content_type_fails_and_removes_the_object(client, alice, s3, settings):
     created = create(client, alice, size=100, content_type="audio/wav")
-    s3.put_object(Bucket=settings.s3_bucket, Key=created["recording"]["key"], Body=payload(100), ContentType="text/html")
+    s3.put_object(
+        Bucket=settings.s3_bucket, Key=created["recording"]["key"], Body=payload(100), ContentType="text/html"
+    )
     response = complete(client, alice, created["recording"]["id"])
     assert response.status_code == 422
     assert "content type" in response.json()["detail"]

@@ -50,7 +50,9 @@ def test_create_rejects_bad_input_and_stores_nothing(client, alice, settings, ch
 
 def test_malformed_json_is_422_problem(client, alice):
     response = client.post(
-        "/v1/recordings", content=b'{"filename": "a.wav", ', headers={**alice.headers, "Content-Type": "application/json"}
+        "/v1/recordings",
+        content=b'{"filename": "a.wav", ',
+        headers={**alice.headers, "Content-Type": "application/json"},
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"

@@ -33,7 +33,11 @@ def local_run(tmp_path):
     env["PYTHONPATH"] = str(ROOT)
     process = subprocess.Popen(
         [sys.executable, "-m", "service", "dev", "--port", str(api_port), "--s3-port", str(s3_port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -56,8 +60,9 @@ def local_run(tmp_path):
 def test_curl_walkthrough_works_verbatim(local_run, tmp_path):
     script = _walkthrough().replace("http://127.0.0.1:8000", f"http://127.0.0.1:{local_run}")
     assert (tmp_path / ".local" / "dev-api-key").read_text().startswith("rk_")
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "upload: 204"
