@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt requirements-dev.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint fmt migrate clean
+.PHONY: install run test lint fmt migrate bench clean
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Benchmarks: ratios against baselines measured in the same run (see bench/README.md).
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m bench.run
 
 migrate: install
 	$(PY) -m service migrate
