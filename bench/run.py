@@ -94,7 +94,7 @@ def app_env(database_url: str, s3_endpoint: str, bucket: str) -> dict[str, str]:
         S3_ENDPOINT_URL=s3_endpoint,
         S3_BUCKET=bucket,
         AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 - the local S3 server accepts anything
+        AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
         LOG_LEVEL="INFO",
         METRICS_ENABLED="true",
