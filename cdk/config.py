@@ -1,0 +1,350 @@
+"""Typed deployment configuration, read from the ``recordings`` block of cdk.json context.
+
+One profile per environment (``dev``, ``prod``...) is selected with ``cdk synth -c env=prod``.
+Everything a stack needs to vary between environments lives here, so stacks never read context
+themselves and tests can reason about the numbers (the connection budget) without synthesizing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any, get_args, get_origin, get_type_hints
+
+CONTEXT_KEY = "recordings"
+PROFILE_CONTEXT_KEY = "env"
+
+# RAM of the RDS instance classes this project sizes for (GiB). RDS PostgreSQL derives its default
+# max_connections from memory; the freeable-memory alarm needs the total. Add a class here to use it.
+RDS_INSTANCE_MEMORY_GIB: dict[str, float] = {
+    "t4g.micro": 1,
+    "t4g.small": 2,
+    "t4g.medium": 4,
+    "t4g.large": 8,
+    "t3.micro": 1,
+    "t3.small": 2,
+    "t3.medium": 4,
+    "t3.large": 8,
+    "m6g.large": 8,
+    "m6g.xlarge": 16,
+    "m7g.large": 8,
+    "m7g.xlarge": 16,
+    "m7g.2xlarge": 32,
+    "r7g.large": 16,
+    "r7g.xlarge": 32,
+}
+
+# RDS PostgreSQL default: LEAST({DBInstanceClassMemory/9531392}, 5000).
+_BYTES_PER_DEFAULT_CONNECTION = 9_531_392
+
+
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+
+
+class ConfigError(ValueError):
+    """The cdk.json profile is missing, malformed or violates an invariant."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    cidr: str
+    availability_zones: tuple[str, ...]
+    nat_gateways: int
+    flow_log_retention_days: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    instance_type: str
+    allocated_storage_gib: int
+    max_allocated_storage_gib: int
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+    port: int
+    database_name: str
+    master_username: str
+    max_connections: int
+    # Connections kept free for rdsadmin, superuser_reserved_connections and a human with psql.
+    reserved_admin_connections: int
+    performance_insights_retention_days: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    abort_incomplete_multipart_days: int
+    noncurrent_transition_days: int
+    noncurrent_expiration_days: int
+    replication_region: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ec2Config:
+    instance_type: str
+    min_capacity: int
+    max_capacity: int
+    uvicorn_workers: int
+    db_pool_size: int
+    db_max_overflow: int
+    root_volume_gib: int
+    image_tag: str
+    ecr_keep_images: int
+    health_check_grace_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class LambdaConfig:
+    memory_mb: int
+    api_timeout_seconds: int
+    api_reserved_concurrency: int
+    s3_events_reserved_concurrency: int
+    throttle_rate_limit: int
+    throttle_burst_limit: int
+    reaper_interval_minutes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    log_level: str
+    presign_expires_seconds: int
+    upload_ttl_seconds: int
+    metrics_enabled: bool
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_tenant_claim: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmConfig:
+    http_5xx_rate_percent: float
+    p99_latency_ms: int
+    cpu_percent: float
+    free_memory_percent: float
+    free_disk_percent: float
+    db_connections_percent: float
+    db_disk_queue_depth: float
+    s3_5xx_errors_per_5_minutes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureFlags:
+    ec2_service: bool
+    lambda_api: bool
+    rds_proxy: bool
+    replication: bool
+    cloudtrail: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentConfig:
+    """One environment profile, validated. Build it with :func:`load_config`."""
+
+    env_name: str
+    project: str
+    region: str
+    account: str | None
+    cors_origins: tuple[str, ...]
+    alarm_email: str | None
+    domain_name: str | None
+    certificate_arn: str | None
+    log_retention_days: int
+    network: NetworkConfig
+    database: DatabaseConfig
+    storage: StorageConfig
+    ec2: Ec2Config
+    lambda_: LambdaConfig = field(metadata={"key": "lambda"})
+    app: AppConfig
+    alarms: AlarmConfig
+    features: FeatureFlags
+
+    @property
+    def prefix(self) -> str:
+        """Stack-name prefix, e.g. ``Recordings-dev``."""
+        return f"{self.project.capitalize()}-{self.env_name}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env_name == "prod"
+
+    @property
+    def database_memory_bytes(self) -> int:
+        return int(RDS_INSTANCE_MEMORY_GIB[self.database.instance_type] * 1024**3)
+
+    # ---- connection budget -------------------------------------------------------------------
+
+    @property
+    def lambda_db_connections(self) -> int:
+        """Worst case of Lambda connections: each concurrent execution holds one (pool of 1).
+
+        The API and S3 event functions are capped by reserved concurrency; the reaper and the
+        migration custom resource run with a reserved concurrency of one each.
+        """
+        api = self.lambda_.api_reserved_concurrency if self.features.lambda_api else 0
+        return api + self.lambda_.s3_events_reserved_concurrency + 1 + 1
+
+    @property
+    def ec2_db_connections(self) -> int:
+        if not self.features.ec2_service:
+            return 0
+        per_worker = self.ec2.db_pool_size + self.ec2.db_max_overflow
+        return self.ec2.max_capacity * self.ec2.uvicorn_workers * per_worker
+
+    @property
+    def peak_db_connections(self) -> int:
+        return self.lambda_db_connections + self.ec2_db_connections + self.database.reserved_admin_connections
+
+    @property
+    def proxy_max_connections_percent(self) -> int:
+        """Share of max_connections RDS Proxy may open: exactly the Lambda part of the budget."""
+        share = math.ceil(100 * self.lambda_db_connections / self.database.max_connections)
+        return max(1, min(100, share))
+
+    @property
+    def default_max_connections(self) -> int:
+        """What RDS would allow for this instance class if max_connections were not set."""
+        return min(self.database_memory_bytes // _BYTES_PER_DEFAULT_CONNECTION, 5000)
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    known: set[str] = set()
+    for f in fields(cls):
+        key = f.metadata.get("key", f.name)
+        known.add(key)
+        if f.name == "env_name":
+            continue
+        if key not in data:
+            if f.default is not MISSING or type(None) in get_args(hints[f.name]):
+                # Optional keys may be absent: CDK context drops JSON nulls.
+                kwargs[f.name] = None if f.default is MISSING else f.default
+                continue
+            raise ConfigError(f"{path}.{key}: missing")
+        kwargs[f.name] = _coerce(hints[f.name], data[key], f"{path}.{key}")
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    if "env_name" in known:
+        kwargs["env_name"] = path.rsplit(".", 1)[-1]
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if is_dataclass(tp):
+        return _build(tp, value, path)
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list")
+        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: expected a non-empty string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover
+
+
+def validate(cfg: DeploymentConfig) -> None:
+    """Invariants that would otherwise only show up as a failed or unsafe deployment."""
+    errors: list[str] = []
+    db, net, lam, ec2 = cfg.database, cfg.network, cfg.lambda_, cfg.ec2
+    for name, days in (("log_retention_days", cfg.log_retention_days), ("flow_log", net.flow_log_retention_days)):
+        if days not in LOG_RETENTION_DAYS:
+            errors.append(f"{name}: {days} is not a CloudWatch Logs retention {LOG_RETENTION_DAYS}")
+    if len(net.availability_zones) < 2:
+        errors.append("network.availability_zones: at least 2 (RDS subnet groups need 2 AZs)")
+    if not all(az.startswith(cfg.region) for az in net.availability_zones):
+        errors.append(f"network.availability_zones: must be in region {cfg.region}")
+    if not 1 <= net.nat_gateways <= len(net.availability_zones):
+        errors.append("network.nat_gateways: between 1 and the number of AZs")
+    if db.instance_type not in RDS_INSTANCE_MEMORY_GIB:
+        errors.append(f"database.instance_type: {db.instance_type} not in RDS_INSTANCE_MEMORY_GIB")
+    elif db.max_connections > cfg.default_max_connections:
+        errors.append(
+            f"database.max_connections: {db.max_connections} exceeds what "
+            f"{db.instance_type} supports ({cfg.default_max_connections})"
+        )
+    if not 1 <= db.backup_retention_days <= 35:
+        errors.append("database.backup_retention_days: 1..35 (0 would disable backups and PITR)")
+    if db.port == 5432:
+        errors.append("database.port: use a non-default port")
+    if db.max_allocated_storage_gib <= db.allocated_storage_gib:
+        errors.append("database.max_allocated_storage_gib: must exceed allocated (autoscaling)")
+    if not cfg.cors_origins or any(o == "*" or not o.startswith("http") for o in cfg.cors_origins):
+        errors.append("cors_origins: explicit http(s) origins only, no '*'")
+    if not 1 <= ec2.min_capacity <= ec2.max_capacity:
+        errors.append("ec2: 1 <= min_capacity <= max_capacity")
+    if lam.api_reserved_concurrency < 1 or lam.s3_events_reserved_concurrency < 1:
+        errors.append("lambda: reserved concurrency must be >= 1")
+    if lam.api_timeout_seconds > 29:
+        errors.append("lambda.api_timeout_seconds: API Gateway cuts requests at 29 s")
+    if cfg.storage.noncurrent_expiration_days <= cfg.storage.noncurrent_transition_days:
+        errors.append("storage: noncurrent versions must expire after they transition")
+    if cfg.features.replication and not cfg.storage.replication_region:
+        errors.append("storage.replication_region: required when features.replication is on")
+    if cfg.storage.replication_region == cfg.region:
+        errors.append("storage.replication_region: must differ from region")
+    if cfg.is_production and not (db.multi_az and db.deletion_protection):
+        errors.append("prod: database.multi_az and database.deletion_protection are required")
+    if (cfg.certificate_arn is None) != (cfg.domain_name is None):
+        errors.append("domain_name and certificate_arn go together")
+    if cfg.peak_db_connections >= db.max_connections:
+        errors.append(
+            f"connection budget: {cfg.peak_db_connections} peak connections "
+            f"(lambda {cfg.lambda_db_connections} + ec2 {cfg.ec2_db_connections} + admin "
+            f"{db.reserved_admin_connections}) must stay under max_connections {db.max_connections}"
+        )
+    if errors:
+        raise ConfigError(f"profile {cfg.env_name!r}:\n  " + "\n  ".join(errors))
+
+
+def config_from_dict(block: Mapping[str, Any], env_name: str) -> DeploymentConfig:
+    """Build and validate profile ``env_name`` from the ``recordings`` context block."""
+    profiles = block.get("profiles", {})
+    if env_name not in profiles:
+        raise ConfigError(f"unknown profile {env_name!r}; known: {sorted(profiles)}")
+    data = dict(profiles[env_name])
+    data.setdefault("project", block.get("project", "recordings"))
+    cfg = _build(DeploymentConfig, data, f"profiles.{env_name}")
+    if cfg.account is None and os.environ.get("CDK_DEFAULT_ACCOUNT"):
+        # The CLI sets this from the caller's credentials; without credentials stacks stay
+        # account-agnostic (region-specific), which is all synth needs.
+        cfg = _replace_account(cfg, os.environ["CDK_DEFAULT_ACCOUNT"])
+    validate(cfg)
+    return cfg
+
+
+def _replace_account(cfg: DeploymentConfig, account: str) -> DeploymentConfig:
+    return replace(cfg, account=account)
+
+
+def load_config(node: Any) -> DeploymentConfig:
+    """Read the selected profile from a construct node's context (``-c env=NAME``)."""
+    block = node.try_get_context(CONTEXT_KEY)
+    if not block:
+        raise ConfigError(f"cdk.json context has no {CONTEXT_KEY!r} block")
+    env_name = node.try_get_context(PROFILE_CONTEXT_KEY) or block.get("default_profile", "dev")
+    return config_from_dict(block, str(env_name))

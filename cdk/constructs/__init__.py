@@ -1,0 +1,1 @@
+"""Reusable building blocks ("model with constructs"); stacks compose them and do the grants."""

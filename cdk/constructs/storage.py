@@ -1,0 +1,190 @@
+"""The recordings bucket and its access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk.config import StorageConfig
+from cdk.nag import acknowledge
+
+# Object-level actions the application performs (presign PUT/POST and GET, HeadObject on
+# complete, delete on mismatch, versioned reads/deletes, multipart list/abort by the reaper).
+OBJECT_ACTIONS = (
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+# Bucket-level reads: readiness probe (ListBucket) and the reaper's list of open uploads.
+BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketMultipartUploads")
+
+
+def replica_bucket_name(*, name_prefix: str, replica_region: str) -> str:
+    """Deterministic so the source stack needs no cross-region reference to the replica."""
+    return f"{name_prefix}-replica-{Aws.ACCOUNT_ID}-{replica_region}"
+
+
+def secure_bucket(scope: Construct, construct_id: str, **kwargs) -> s3.Bucket:
+    """A bucket with the non-negotiables: SSE, Block Public Access, TLS-only, no ACLs."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        **kwargs,
+    )
+
+
+class RecordingsStorage(Construct):
+    """Versioned, encrypted, private, TLS-only bucket for recording bytes, written by clients
+    through presigned URLs. CORS is open only to the configured browser origins with the methods
+    presigned POST/PUT/multipart need (``ETag`` and ``Location`` exposed so browsers can complete
+    multipart uploads); lifecycle rules clean up abandoned multipart uploads and age out
+    noncurrent versions after the restore window; server access logs go to a log bucket; request
+    metrics feed the 5xx alarm. With ``replication_destination`` every object is replicated."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name_prefix: str,
+        config: StorageConfig,
+        cors_origins: list[str],
+        access_log_expiration: Duration,
+        replica_region: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
+        self.access_logs = secure_bucket(
+            self,
+            "AccessLogs",
+            versioned=False,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=access_log_expiration)],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        replication_rules = None
+        if replica_region is not None:
+            destination = s3.Bucket.from_bucket_name(
+                self, "ReplicaBucket", replica_bucket_name(name_prefix=name_prefix, replica_region=replica_region)
+            )
+            replication_rules = [
+                s3.ReplicationRule(
+                    destination=destination,
+                    priority=1,
+                    delete_marker_replication=True,
+                    storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                )
+            ]
+        # A fixed name (account and region make it unique) lets other stacks address the bucket
+        # without cross-stack exports, and keeps IAM findings readable.
+        region = stack.region
+        self.bucket_name = f"{name_prefix}-{Aws.ACCOUNT_ID}-{region}"
+        # How cdk-nag renders the name (pseudo parameters in angle brackets).
+        self._rendered_name = f"{name_prefix}-<AWS::AccountId>-{region}"
+        self.bucket = secure_bucket(
+            self,
+            "Bucket",
+            bucket_name=self.bucket_name,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="recordings/",
+            cors=[
+                s3.CorsRule(
+                    allowed_origins=list(cors_origins),
+                    allowed_methods=[
+                        s3.HttpMethods.GET,
+                        s3.HttpMethods.HEAD,
+                        s3.HttpMethods.PUT,
+                        s3.HttpMethods.POST,
+                    ],
+                    allowed_headers=["*"],
+                    exposed_headers=["ETag", "Location"],
+                    max_age=3000,
+                )
+            ],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart",
+                    abort_incomplete_multipart_upload_after=Duration.days(config.abort_incomplete_multipart_days),
+                ),
+                s3.LifecycleRule(
+                    id="noncurrent-versions",
+                    noncurrent_version_transitions=[
+                        s3.NoncurrentVersionTransition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(config.noncurrent_transition_days),
+                        )
+                    ],
+                    noncurrent_version_expiration=Duration.days(config.noncurrent_expiration_days),
+                ),
+                s3.LifecycleRule(id="expired-delete-markers", expired_object_delete_marker=True),
+            ],
+            metrics=[s3.BucketMetrics(id="EntireBucket")],
+            replication_rules=replication_rules,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        if replica_region is not None:
+            bucket_id = stack.get_logical_id(self.bucket.node.default_child)
+            acknowledge(
+                self.bucket,
+                "AwsSolutions-IAM5",
+                "The replication role must read every object version of the source bucket and "
+                "replicate to any key of the one replica bucket.",
+                f"Resource::<{bucket_id}.Arn>/*",
+                f"Resource::arn:{partition}:s3:::{name_prefix}-replica-<AWS::AccountId>-{replica_region}/*",
+            )
+
+    def grant_app_access(self, grantee: iam.IGrantable, *, principal_scope: Construct) -> None:
+        """Exactly what the service uses: object actions on its objects, list on its bucket.
+
+        ``bucket.grant_read_write`` would add wildcard actions (``s3:GetObject*``, ``s3:List*``,
+        ``s3:Abort*``) and bucket-configuration reads the app never makes. ``principal_scope`` is
+        the construct holding the grantee's policy, where the object-wildcard finding is
+        acknowledged.
+        """
+        stack = Stack.of(principal_scope)
+        bucket_arn = stack.format_arn(service="s3", region="", account="", resource=self.bucket_name)
+        partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(OBJECT_ACTIONS), resource_arns=[f"{bucket_arn}/*"])
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(BUCKET_ACTIONS), resource_arns=[bucket_arn])
+        acknowledge(
+            principal_scope,
+            "AwsSolutions-IAM5",
+            "Recording keys are server-chosen per tenant and upload; the app needs object actions "
+            "on any key of its own bucket (the actions themselves are listed, no wildcards).",
+            f"Resource::arn:{partition}:s3:::{self._rendered_name}/*",
+        )
+
+
+class ReplicaBucket(Construct):
+    """Destination of cross-region replication, in the replica region, with a name the source
+    stack can derive without a cross-region reference."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket_name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = secure_bucket(
+            self,
+            "AccessLogs",
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.bucket = secure_bucket(
+            self,
+            "Bucket",
+            bucket_name=bucket_name,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="replica/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )

@@ -1,0 +1,1 @@
+"""Deployable units ("deploy with stacks"), one set per environment profile."""

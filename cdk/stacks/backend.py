@@ -1,0 +1,177 @@
+"""The Lambda path: API behind an HTTP API, S3 event handler, reaper, migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk.app_environment import app_environment
+from cdk.config import DeploymentConfig
+from cdk.constructs.database import Database
+from cdk.constructs.functions import (
+    API_HANDLER,
+    MIGRATE_HANDLER,
+    REAPER_HANDLER,
+    S3_EVENTS_HANDLER,
+    AppFunction,
+)
+from cdk.constructs.http_api import HttpApi
+from cdk.constructs.migration import DatabaseMigration
+from cdk.constructs.storage import RecordingsStorage
+from cdk.nag import acknowledge
+from cdk.retention import log_retention
+
+
+class BackendStack(Stack):
+    """Functions share one image and one security group; every function that touches the
+    database counts against the connection budget through its reserved concurrency."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        vpc: ec2.IVpc,
+        database: Database,
+        storage: RecordingsStorage,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        lam = config.lambda_
+        retention = log_retention(config.log_retention_days)
+        self.security_group = ec2.SecurityGroup(
+            self, "FunctionsSecurityGroup", vpc=vpc, description="Recordings Lambda functions", allow_all_outbound=False
+        )
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (Secrets Manager, S3)")
+        db_host, db_port, db_target = database.lambda_endpoint()
+        # The ingress rule lands on the database (or proxy) security group, created in this stack.
+        self.security_group.connections.allow_to(db_target, ec2.Port.tcp(db_port), "Lambda to PostgreSQL")
+
+        public_base_url = f"https://{config.domain_name}" if config.domain_name else None
+        environment = app_environment(
+            config,
+            runtime="lambda",
+            database_host=db_host,
+            database_port=db_port,
+            database_secret_arn=database.secret.secret_arn,
+            bucket_name=storage.bucket_name,
+            db_pool_size=1,
+            db_max_overflow=0,
+            public_base_url=public_base_url,
+        )
+        common = {
+            "vpc": vpc,
+            "security_group": self.security_group,
+            "environment": environment,
+            "memory_mb": lam.memory_mb,
+            "log_retention": retention,
+        }
+
+        self.migrate = AppFunction(
+            self,
+            "Migrate",
+            handler=MIGRATE_HANDLER,
+            description="Alembic upgrade head (deploy-time custom resource)",
+            reserved_concurrency=1,
+            timeout=Duration.minutes(10),
+            retry_attempts=0,
+            **common,
+        )
+        database.grant_secret_read(self.migrate.function)
+        self.migration = DatabaseMigration(
+            self, "Migration", on_event_handler=self.migrate.function, log_retention=retention
+        )
+        # Migrations need the database and its ingress rule in place before they run.
+        self.migration.node.add_dependency(self.security_group)
+
+        self.dead_letters = sqs.Queue(
+            self,
+            "S3EventsDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.s3_events = AppFunction(
+            self,
+            "S3Events",
+            handler=S3_EVENTS_HANDLER,
+            description="Verifies uploads on S3 ObjectCreated (idempotent)",
+            reserved_concurrency=lam.s3_events_reserved_concurrency,
+            timeout=Duration.seconds(60),
+            retry_attempts=2,
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            **common,
+        )
+        self.reaper = AppFunction(
+            self,
+            "Reaper",
+            handler=REAPER_HANDLER,
+            description="Expires stale pending uploads and aborts their multipart uploads",
+            reserved_concurrency=1,
+            timeout=Duration.minutes(5),
+            retry_attempts=0,
+            **common,
+        )
+        events.Rule(
+            self,
+            "ReaperSchedule",
+            description="Run the upload reaper",
+            schedule=events.Schedule.rate(Duration.minutes(lam.reaper_interval_minutes)),
+            targets=[targets.LambdaFunction(self.reaper.function)],
+        )
+        # Notifications are configured from this stack on a reference to the bucket, so the data
+        # stack never depends on the functions (no cross-stack cycle).
+        bucket_ref = s3.Bucket.from_bucket_name(self, "RecordingsBucketRef", storage.bucket_name)
+        bucket_ref.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.s3_events.function))
+
+        app_functions = [self.s3_events, self.reaper]
+        self.api: AppFunction | None = None
+        self.http_api: HttpApi | None = None
+        if config.features.lambda_api:
+            self.api = AppFunction(
+                self,
+                "Api",
+                handler=API_HANDLER,
+                description="Recordings HTTP API (Mangum)",
+                reserved_concurrency=lam.api_reserved_concurrency,
+                timeout=Duration.seconds(lam.api_timeout_seconds),
+                **common,
+            )
+            app_functions.append(self.api)
+            self.http_api = HttpApi(
+                self,
+                "HttpApi",
+                function=self.api.function,
+                cors_origins=list(config.cors_origins),
+                throttle_rate_limit=lam.throttle_rate_limit,
+                throttle_burst_limit=lam.throttle_burst_limit,
+                log_retention=retention,
+            )
+            # Never serve a schema older than the code: the API waits for the migration.
+            self.api.function.node.add_dependency(self.migration.resource)
+            self.http_api.node.add_dependency(self.migration.resource)
+            CfnOutput(self, "ApiUrl", value=self.http_api.url, description="HTTP API (Lambda path)")
+
+        for fn in app_functions:
+            storage.grant_app_access(fn.function, principal_scope=fn)
+            database.grant_secret_read(fn.function)
+
+        self.functions = [self.migrate, *app_functions]
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the on-failure destination (dead-letter queue) of the S3 event function.",
+        )

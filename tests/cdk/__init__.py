@@ -1,0 +1,1 @@
+"""Infrastructure (AWS CDK) tests: synth, cdk-nag, cfn-lint and template assertions."""
