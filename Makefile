@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt requirements-ops.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 
 .PHONY: install node run test lint fmt migrate bench synth clean

@@ -12,17 +12,19 @@ from service.config import get_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.logging_config import configure_logging
+    from service import metrics
+    from service.logging_config import logging_dict
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    metrics.prepare_multiprocess_dir()
     uvicorn.run(
         "service.main:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=None,
+        # Applied in every worker process, so each one logs JSON.
+        log_config=logging_dict(settings.log_level),
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         timeout_graceful_shutdown=20,
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--s3-port", type=int, default=9000)
     dev.set_defaults(func=_dev)
+
+    from service.backup import register_cli
+
+    register_cli(commands)
     return parser
 
 

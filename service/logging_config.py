@@ -20,6 +20,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "sqlalchemy.engine")
+
+
+def logging_dict(level: str) -> dict:
+    """The same setup as ``configure_logging``, as a dictConfig (uvicorn applies it per worker)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "root": {"handlers": ["stdout"], "level": level.upper()},
+        "loggers": {
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+        },
+    }
+
+
 def configure_logging(level: str) -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
@@ -30,5 +50,5 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Connection strings and signed URLs must never reach the logs: keep chatty clients quiet.
-    for name in ("botocore", "boto3", "urllib3", "sqlalchemy.engine"):
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

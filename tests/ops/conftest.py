@@ -1,0 +1,77 @@
+"""Fixtures and helpers for the operations tests (image, metrics, alerts, CI/CD, deploy, backups)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """Path of a command-line tool: the project venv first, then PATH. Missing tools fail the test
+    (the CI installs them; a skipped check would look like a passing one)."""
+    candidate = VENV_BIN / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"required tool {name!r} is not installed (see requirements-ops.txt / .ci/run)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An environment for child processes without credentials or service settings of this shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_", "S3_", "PROMETHEUS_"))}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    return env
+
+
+PROMETHEUS_SYNTHETIC = {"up"}  # added by Prometheus to every target, not by the app
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names of the selectors in a PromQL expression (every selector here has matchers)."""
+    import re
+
+    return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", expr))
+
+
+@pytest.fixture(scope="session")
+def exported_metric_names(tmp_path_factory) -> set[str]:
+    """Sample names the real app exposes at /metrics after serving a request, with a pool tracked."""
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import QueuePool
+
+    from service import metrics
+    from service.config import Settings
+    from service.main import create_app
+
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('pool')}/pool.db", poolclass=QueuePool)
+    metrics.track_pool(engine)
+    client = TestClient(create_app(Settings(environment="test")))
+    assert client.get("/health").status_code == 200
+    body = client.get("/metrics").text
+    names = {sample.name for family in text_string_to_metric_families(body) for sample in family.samples}
+    engine.dispose()
+    return names

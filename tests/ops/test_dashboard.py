@@ -1,0 +1,64 @@
+"""The Grafana dashboard: the panels the runbook lists, each with a query on a metric the app
+really exports, and the provisioning that loads it."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from service import metrics
+from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names
+
+GRAFANA = REPO / "ops" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "recordings.json"
+
+
+def _dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def test_every_panel_queries_an_exported_metric(exported_metric_names):
+    panels = _dashboard()["panels"]
+    assert panels
+    for panel in panels:
+        targets = panel.get("targets") or []
+        assert targets, f"panel {panel['title']!r} has no query"
+        for target in targets:
+            used = promql_metric_names(target["expr"])
+            assert used, f"panel {panel['title']!r}: query without a metric: {target['expr']}"
+            unknown = used - exported_metric_names - PROMETHEUS_SYNTHETIC
+            assert not unknown, f"panel {panel['title']!r} queries metrics the app does not export: {unknown}"
+
+
+def test_the_runbook_panels_are_present():
+    queries = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in _dashboard()["panels"]}
+    joined = " ".join(queries.values())
+    for quantile in ("0.5", "0.9", "0.99"):
+        assert f"histogram_quantile({quantile}," in joined
+    assert "rate(http_requests_total" in joined
+    assert "sum by (status)" in joined
+    assert "db_pool_checked_out" in joined
+    assert "recordings_uploads_total" in joined
+    assert "process_cpu_seconds_total" in joined
+    assert "process_resident_memory_bytes" in joined
+
+
+def test_declared_metric_names_match_the_exposition(exported_metric_names):
+    # EXPORTED_METRICS documents the contract; histograms and counters expose suffixed samples.
+    for name in metrics.EXPORTED_METRICS:
+        assert {name, f"{name}_bucket", f"{name}_total"} & exported_metric_names, f"{name} is not exported"
+
+
+def test_panels_use_the_provisioned_datasource_and_unique_ids():
+    dashboard = _dashboard()
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    uids = {ds["uid"] for ds in datasource["datasources"]}
+    variables = {var["name"]: var for var in dashboard["templating"]["list"]}
+    assert variables["datasource"]["current"]["value"] in uids
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}"
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "recordings.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
