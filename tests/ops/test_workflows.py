@@ -1,10 +1,10 @@
-"""GitHub Actions: the workflow/dependabot JSON schemas (check-jsonschema), plus what the runbook promises of the pipeline: OIDC, ECR, cdk deploy, SSM
+"""GitHub Actions: the workflow/dependabot JSON schemas (check-jsonschema), plus what the runbook
+promises of the pipeline: OIDC, ECR, cdk deploy, SSM
 rollout, health check, rollback, scans, the scheduled drift check."""
 
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ops.conftest import REPO, VENV_BIN, tool
+from tests.ops.conftest import REPO, tool
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CI_CD = WORKFLOWS / "ci-cd.yml"
