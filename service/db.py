@@ -3,6 +3,7 @@ pre-pinged connection on Lambda (meant to sit behind RDS Proxy)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from sqlalchemy.pool import NullPool
 
 from service import metrics
 from service.config import Settings
+
+log = logging.getLogger("service.db")
 
 
 class Base(DeclarativeBase):
@@ -95,8 +98,44 @@ def _build_engine(settings: Settings) -> Engine:
             cursor.execute("PRAGMA busy_timeout=15000")
             cursor.close()
 
+    if settings.database_secret_arn:
+        _use_current_secret(engine, settings.database_secret_arn)
     metrics.track_pool(engine)
     return engine
+
+
+def _use_current_secret(engine: Engine, secret_arn: str) -> None:
+    """Connect with the secret's current credentials, and survive a rotation.
+
+    Every new connection reads the (cached) secret, so a rotation reaches the pool without a
+    restart. When the database rejects the cached credentials, the secret is fetched again once,
+    bypassing the cache, and the connection retried: a second rejection is a real error.
+    """
+    from service import secrets as secret_store
+
+    def credentials(refresh: bool) -> dict:
+        secret = secret_store.database_credentials(secret_arn, refresh=refresh)
+        return {"user": secret["username"], "password": secret["password"]}
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_secret(dialect, _record, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **{**cparams, **credentials(refresh=False)})
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if not is_authentication_failure(exc):
+                raise
+            log.warning("the database rejected the secret's credentials; fetching the secret again")
+        return dialect.connect(*cargs, **{**cparams, **credentials(refresh=True)})
+
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    """A rejected login: a wrong password, or a user that a rotation (alternating users) replaced."""
+    code = getattr(exc, "pgcode", None)
+    if code:
+        return code.startswith("28")  # class 28: invalid authorization specification
+    # libpq reports failures while connecting as text only, without a SQLSTATE.
+    message = str(exc)
+    return "authentication failed" in message or ('role "' in message and "does not exist" in message)
 
 
 def get_engine(settings: Settings) -> Engine:

@@ -124,8 +124,16 @@ def app(settings: Settings):
     return create_app(settings)
 
 
-@pytest.fixture
-def client(app) -> Iterator:
+@pytest.fixture(params=["asgi", "lambda"])
+def client(request, app) -> Iterator:
+    """The API suite runs twice: in-process ASGI, and through the Lambda handler (Mangum) with
+    each request turned into an API Gateway HTTP API event (tests/transports.py)."""
+    if request.param == "lambda":
+        from tests.transports import lambda_client
+
+        with lambda_client(app) as lambda_test_client:
+            yield lambda_test_client
+        return
     from fastapi.testclient import TestClient
 
     with TestClient(app, base_url="http://testserver") as test_client:

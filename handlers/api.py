@@ -1,0 +1,13 @@
+"""API Gateway (HTTP API payload v2, REST API v1) -> the FastAPI app, through Mangum."""
+
+from service.lambda_runtime import api_handler, lazy_handler
+from service.main import create_app
+
+
+def build_handler(app, *, base_path: str | None = None):
+    """The Lambda handler around ``app`` (tests build one around their own app and settings)."""
+    return api_handler(app, base_path=base_path)
+
+
+# Settings and the app are built on the first invocation, never at import.
+handler = lazy_handler(lambda: build_handler(create_app()))

@@ -1,0 +1,247 @@
+"""handlers.api: the app behind API Gateway (REST v1, named stages, custom domain base paths),
+recorded events replayed as they arrive, resources reused across invocations, offline import."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.api.uploading import create, payload
+from tests.transports import invoke, lambda_client, load_event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def exercise(client, tenant, prefix: str) -> None:
+    """A user's round trip: create, upload, complete, list with a query, read, 404 as problem+json."""
+    data = payload(3000)
+    body = {"filename": "take.wav", "content_type": "audio/wav", "size_bytes": len(data), "title": "été"}
+    created = client.post(f"{prefix}/v1/recordings", json=body, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    upload = created.json()["upload"]
+    from tests.api.uploading import post_form
+
+    post_form(upload, data)
+    rid = created.json()["recording"]["id"]
+    done = client.post(f"{prefix}/v1/recordings/{rid}/complete", headers=tenant.headers)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "available"
+
+    listed = client.get(f"{prefix}/v1/recordings", params={"limit": 1, "status": "available"}, headers=tenant.headers)
+    assert listed.status_code == 200, listed.text
+    assert [item["title"] for item in listed.json()["items"]] == ["été"]
+
+    missing = client.get(f"{prefix}/v1/recordings/00000000-0000-0000-0000-000000000000", headers=tenant.headers)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["instance"] == f"{prefix}/v1/recordings/00000000-0000-0000-0000-000000000000"
+
+    redirect = client.get(
+        f"{prefix}/v1/recordings/{rid}/download",
+        params={"redirect": "true"},
+        headers=tenant.headers,
+        follow_redirects=False,
+    )
+    assert redirect.status_code == 307
+    assert redirect.headers["location"].startswith("http")
+
+
+@pytest.mark.parametrize(
+    ("case", "transport", "base_path", "prefix"),
+    [
+        ("rest-v1-stage", {"payload": "1.0", "stage": "prod"}, None, "/prod"),
+        ("http-v2-named-stage", {"payload": "2.0", "stage": "prod"}, None, "/prod"),
+        (
+            "rest-v1-custom-domain",
+            {"payload": "1.0", "stage": "prod", "domain": "api.example.com"},
+            "recordings",
+            "/recordings",
+        ),
+        (
+            "http-v2-custom-domain",
+            {"payload": "2.0", "stage": "prod", "domain": "api.example.com"},
+            "recordings",
+            "/recordings",
+        ),
+        ("http-v2-default-stage", {"payload": "2.0"}, None, ""),
+    ],
+)
+def test_gateway_variants_serve_the_api(app, alice, case, transport, base_path, prefix):
+    with lambda_client(app, base_path=base_path, **transport) as client:
+        exercise(client, alice, prefix)
+
+
+def test_rest_v1_event_keeps_the_stage_out_of_the_path(app, alice):
+    with lambda_client(app, payload="1.0", stage="prod") as client:
+        assert client.get("/prod/v1/recordings", headers=alice.headers).status_code == 200
+        event = client._transport.events[-1]
+    assert event["path"] == "/v1/recordings"
+    assert event["requestContext"]["path"] == "/prod/v1/recordings"
+
+
+def test_openapi_document_knows_the_public_prefix(app):
+    with lambda_client(app, payload="2.0", stage="prod") as client:
+        document = client.get("/prod/openapi.json")
+        docs = client.get("/prod/docs")
+    assert document.status_code == 200
+    assert document.json()["servers"] == [{"url": "/prod"}]
+    assert "/prod/openapi.json" in docs.text
+
+
+def test_a_stage_named_like_a_route_is_stripped_once(app, alice):
+    with lambda_client(app, payload="2.0", stage="v1") as client:
+        assert client.get("/v1/v1/recordings", headers=alice.headers).status_code == 200
+
+
+def test_recorded_http_api_event_replayed_as_is(app, alice):
+    from handlers.api import build_handler
+
+    event = load_event("apigw-http-v2.json")
+    event["headers"]["authorization"] = alice.headers["Authorization"]
+    result = invoke(build_handler(app), event)
+
+    assert result["statusCode"] == 200
+    assert result["headers"]["content-type"] == "application/json"
+    assert result["isBase64Encoded"] is False
+    assert json.loads(result["body"])["items"] == []
+
+
+def test_recorded_rest_event_answers_with_multi_value_headers(app, alice):
+    from handlers.api import build_handler
+
+    event = load_event("apigw-rest-v1.json")
+    event["headers"]["Authorization"] = event["multiValueHeaders"]["Authorization"][0] = alice.headers["Authorization"]
+    result = invoke(build_handler(app), event)
+
+    assert result["statusCode"] == 200, result
+    assert set(result) == {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
+    assert "items" in json.loads(result["body"])
+
+
+def test_binary_request_bodies_arrive_base64_encoded(app, alice):
+    with lambda_client(app) as client:
+        response = client.post(
+            "/v1/recordings",
+            content=b"\xff\xfe\x00binary",
+            headers={**alice.headers, "content-type": "application/octet-stream"},
+        )
+        event = client._transport.events[-1]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\xff\xfe\x00binary"
+    assert response.status_code in (400, 415, 422)
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_two_invocations_reuse_the_engine_and_the_s3_client(app, alice, monkeypatch):
+    import service.db
+    import service.storage
+
+    built = {"engines": 0, "clients": 0}
+    build_engine, build_client = service.db._build_engine, service.storage._build_client
+
+    def counting_engine(settings):
+        built["engines"] += 1
+        return build_engine(settings)
+
+    def counting_client(settings):
+        built["clients"] += 1
+        return build_client(settings)
+
+    monkeypatch.setattr(service.db, "_build_engine", counting_engine)
+    monkeypatch.setattr(service.storage, "_build_client", counting_client)
+    settings = app.state.settings.model_copy(update={"db_pool_size": 2, "s3_read_timeout_seconds": 9.5})
+    from service.main import create_app
+
+    fresh_app = create_app(settings)
+    with lambda_client(fresh_app) as client:
+        for _ in range(2):
+            created = client.post(
+                "/v1/recordings",
+                json={"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10},
+                headers=alice.headers,
+            )
+            assert created.status_code == 201, created.text
+    assert built == {"engines": 1, "clients": 1}
+    from service.db import get_engine
+    from service.storage import s3_client
+
+    assert get_engine(settings) is get_engine(settings)
+    assert s3_client(settings) is s3_client(settings)
+    service.db.reset_engine(settings)
+
+
+SCRUBBED = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
+
+
+def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**SCRUBBED, **(env or {})},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_import_needs_no_credentials_database_or_network():
+    # No AWS credentials or region, no database URL, and any connection attempt is an error.
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise AssertionError('network used at import')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "import handlers.api, handlers.s3_events, handlers.jobs\n"
+        "import sys; assert 'aws_xray_sdk' not in sys.modules, 'tracing is off: X-Ray must not load'\n"
+        "print('imported')\n"
+    )
+    result = run_python(code, {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+
+
+def test_service_logs_are_json_with_the_correlation_id_in_lambda():
+    code = (
+        "import logging, handlers.api\n"
+        "from service.lambda_runtime import lambda_entrypoint\n"
+        "from tests.transports import LambdaContext, load_event\n"
+        "@lambda_entrypoint(correlation_id_path='requestContext.requestId')\n"
+        "def fn(event, context):\n"
+        "    logging.getLogger('service.uploads').warning('from the service')\n"
+        "fn(load_event('apigw-http-v2.json'), LambdaContext())\n"
+    )
+    result = run_python(code, {"AWS_LAMBDA_FUNCTION_NAME": "recordings-api"})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    log = next(line for line in lines if line.get("message") == "from the service")
+    assert log["correlation_id"] == load_event("apigw-http-v2.json")["requestContext"]["requestId"]
+    assert log["cold_start"] is True
+    assert log["level"] == "WARNING"
+
+
+def test_tracer_is_built_only_when_tracing_is_on():
+    pytest.importorskip("aws_xray_sdk", reason="tracing needs aws-xray-sdk (aws-lambda-powertools[tracer])")
+    off = run_python(
+        "import handlers.api, sys; print('aws_xray_sdk' in sys.modules)",
+        {"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"},
+    )
+    on = run_python(
+        "import handlers.api, sys; from service.lambda_runtime import tracer; print(tracer is not None)",
+        {"LAMBDA_TASK_ROOT": "/var/task", "AWS_REGION": "us-east-1", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"},
+    )
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.strip() == "False"
+    assert on.returncode == 0, on.stderr
+    assert on.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_created_recordings_are_counted_in_emf(app, alice, capsys):
+    with lambda_client(app) as client:
+        capsys.readouterr()
+        create(client, alice, size=10)
+        documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert any(document.get("RecordingsCreated") == [1.0] for document in documents), documents
