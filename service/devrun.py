@@ -74,7 +74,8 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
         key_file.touch(mode=0o600)
         key_file.write_text(key.token + "\n")
         print(
-            f"\nRecordings API      {base_url}   (docs: {base_url}/docs)\n"
+            f"\nUpload page         {base_url}/   (sign in with the key below)\n"
+            f"Recordings API      {base_url}   (docs: {base_url}/docs)\n"
             f"Embedded S3 server  {settings.s3_endpoint_url}   bucket: {settings.s3_bucket}\n"
             f"Development API key (owner '{LOCAL_OWNER}', also in {key_file}):\n{key.token}\n",
             flush=True,

@@ -1,0 +1,1 @@
+"""Browser clients: cookie sessions, Uppy-compatible (Companion) S3 signing routes, the upload page."""

@@ -1,0 +1,255 @@
+"""Routes for browsers: sign-in sessions, the page's configuration, Companion-style S3 signing."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from service.browser import companion, sessions
+from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES
+from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized
+
+PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+_METADATA_PARAM = re.compile(r"^metadata\[([^\]]{1,100})\]$")
+
+auth_router = APIRouter(prefix="/v1/auth", tags=["browser sessions"], responses={401: PROBLEM, 403: PROBLEM})
+s3_router = APIRouter(
+    prefix="/v1/s3",
+    tags=["uppy (companion s3 routes)"],
+    responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+)
+config_router = APIRouter(prefix="/v1/browser", tags=["browser sessions"])
+
+
+class SessionOut(BaseModel):
+    tenant: str
+    expires_at: AwareDatetime
+
+
+@auth_router.post("/session", response_model=SessionOut)
+def sign_in(
+    request: Request, response: Response, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+) -> SessionOut:
+    """Exchange a bearer API key or JWT for an HttpOnly session cookie (for the page and Uppy)."""
+    if principal.method == "session":
+        raise Unauthorized("Sign in with 'Authorization: Bearer <API key or token>'.")
+    token, expires = sessions.start_session(session=session, settings=settings, principal=principal)
+    sessions.set_cookie(response, request=request, settings=settings, token=token, expires=expires)
+    return SessionOut(tenant=principal.tenant, expires_at=expires)
+
+
+@auth_router.get("/session", response_model=SessionOut)
+def current_session(request: Request, session: SessionDep, settings: SettingsDep) -> SessionOut:
+    """Who the session cookie belongs to, and until when."""
+    found = sessions.authenticate_session(session, request.cookies.get(settings.session_cookie_name, ""))
+    if found is None:
+        raise Unauthorized("Not signed in.")
+    principal, expires = found
+    return SessionOut(tenant=principal.tenant, expires_at=expires)
+
+
+@auth_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def sign_out(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """End the session: the server forgets it, so the cookie stops working everywhere at once."""
+    token = request.cookies.get(settings.session_cookie_name)
+    if token:
+        sessions.require_allowed_origin(request, settings)
+        sessions.end_session(session, token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    sessions.clear_cookie(response, request=request, settings=settings)
+    return response
+
+
+class BrowserConfig(BaseModel):
+    multipart_threshold_bytes: int
+    multipart_part_bytes: int
+    min_part_bytes: int
+    max_parts: int
+    max_upload_bytes: int
+    allowed_content_types: list[str]
+
+
+@config_router.get("/config", response_model=BrowserConfig)
+def browser_config(settings: SettingsDep) -> BrowserConfig:
+    """Upload limits the page needs before it picks single or multipart (no credentials needed)."""
+    return BrowserConfig(
+        multipart_threshold_bytes=settings.multipart_threshold_bytes,
+        multipart_part_bytes=settings.multipart_part_bytes,
+        min_part_bytes=S3_MIN_PART_BYTES,
+        max_parts=S3_MAX_PARTS,
+        max_upload_bytes=settings.max_upload_bytes,
+        allowed_content_types=settings.allowed_content_types,
+    )
+
+
+# Companion's S3 routes ---------------------------------------------------------------------------
+
+
+class PresignedPost(BaseModel):
+    method: str = "POST"
+    url: str
+    fields: dict[str, str]
+    expires: int
+
+
+class CreateMultipart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    filename: Annotated[str, Field(min_length=1, max_length=1024)]
+    type: Annotated[str, Field(max_length=255)] = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MultipartCreated(BaseModel):
+    key: str
+    uploadId: str
+    bucket: str
+
+
+class PartOut(BaseModel):
+    PartNumber: int
+    ETag: str
+    Size: int
+
+
+class SignedPart(BaseModel):
+    url: str
+    expires: int
+
+
+class SignedBatch(BaseModel):
+    presignedUrls: dict[str, str]
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    PartNumber: Annotated[int, Field(ge=1, le=S3_MAX_PARTS)]
+    ETag: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CompleteMultipart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=S3_MAX_PARTS)]
+
+
+class Completed(BaseModel):
+    location: str
+    key: str
+    bucket: str
+
+
+KeyQuery = Annotated[str, Query(min_length=1, max_length=512)]
+
+
+@s3_router.get("/params", response_model=PresignedPost)
+def sign_single_upload(
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    filename: Annotated[str, Query(min_length=1, max_length=1024)],
+    type: Annotated[str, Query(max_length=255)] = "",
+) -> dict[str, Any]:
+    """A presigned POST for one file; ``metadata[size]`` is required (Uppy sends it as file meta)."""
+    metadata = {
+        match.group(1): value
+        for name, value in request.query_params.multi_items()
+        if (match := _METADATA_PARAM.match(name))
+    }
+    return companion.create_single(
+        session=session,
+        storage=storage,
+        settings=settings,
+        principal=principal,
+        filename=filename,
+        content_type=type,
+        metadata=metadata,
+    )
+
+
+@s3_router.post("/multipart", response_model=MultipartCreated)
+def create_multipart_upload(
+    data: CreateMultipart, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return companion.create_multipart(
+        session=session,
+        storage=storage,
+        settings=settings,
+        principal=principal,
+        filename=data.filename,
+        content_type=data.type,
+        metadata=data.metadata,
+    )
+
+
+@s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
+def list_uploaded_parts(
+    upload_id: str, key: KeyQuery, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> list[dict[str, Any]]:
+    """The parts S3 holds already (Uppy resumes from these)."""
+    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    return companion.list_parts(storage=storage, recording=recording)
+
+
+@s3_router.get("/multipart/{upload_id}/batch", response_model=SignedBatch)
+def sign_part_batch(
+    upload_id: str,
+    key: KeyQuery,
+    part_numbers: Annotated[str, Query(alias="partNumbers", min_length=1, max_length=1000)],
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+) -> SignedBatch:
+    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    try:
+        numbers = [int(item) for item in part_numbers.split(",") if item.strip()]
+    except ValueError:
+        raise InvalidRequest("partNumbers must be comma-separated integers.", slug="invalid-part-number") from None
+    return SignedBatch(presignedUrls=companion.sign_parts(storage=storage, recording=recording, part_numbers=numbers))
+
+
+@s3_router.get("/multipart/{upload_id}/{part_number}", response_model=SignedPart)
+def sign_part(
+    upload_id: str,
+    part_number: int,
+    key: KeyQuery,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> SignedPart:
+    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    urls = companion.sign_parts(storage=storage, recording=recording, part_numbers=[part_number])
+    return SignedPart(url=urls[str(part_number)], expires=settings.presign_expires_seconds)
+
+
+@s3_router.post("/multipart/{upload_id}/complete", response_model=Completed)
+def complete_multipart_upload(
+    upload_id: str,
+    key: KeyQuery,
+    principal: PrincipalDep,
+    session: SessionDep,
+    storage: StorageDep,
+    body: Annotated[CompleteMultipart, Body()],
+) -> dict[str, Any]:
+    """Assemble the parts and verify the object exactly as ``POST /v1/recordings/{id}/complete``."""
+    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    return companion.complete(
+        session=session, storage=storage, recording=recording, parts=[p.model_dump() for p in body.parts]
+    )
+
+
+@s3_router.delete("/multipart/{upload_id}")
+def abort_multipart_upload(
+    upload_id: str, key: KeyQuery, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> dict[str, Any]:
+    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    companion.abort(session=session, storage=storage, recording=recording)
+    return {}

@@ -1,0 +1,95 @@
+"""Browser sessions: cookie issued for a bearer credential, revocable, CSRF-safe."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from service.browser.models import BrowserSession
+from service.db import session_scope
+from service.timeutil import utcnow
+
+OWN_ORIGIN = "http://127.0.0.1:8000"  # the settings' PUBLIC_BASE_URL
+BODY = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10}
+
+
+def sign_in(client, tenant):
+    response = client.post("/v1/auth/session", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_sign_in_sets_an_httponly_strict_expiring_cookie(client, alice, settings):
+    response = sign_in(client, alice)
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{settings.session_cookie_name}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Max-Age=28800" in cookie
+    assert "Secure" not in cookie  # plain HTTP here
+    assert response.json()["tenant"] == "alice"
+    assert client.get("/v1/auth/session").json()["tenant"] == "alice"
+    assert client.get("/v1/recordings").status_code == 200
+
+
+def test_cookie_is_secure_over_https(app, alice):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="https://testserver") as client:
+        assert "Secure" in sign_in(client, alice).headers["set-cookie"]
+
+
+def test_wrong_token_gets_401_and_no_cookie(client):
+    response = client.post("/v1/auth/session", headers={"Authorization": "Bearer rk_abc_wrong"})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "set-cookie" not in response.headers
+    assert client.get("/v1/recordings").status_code == 401
+
+
+def test_a_session_cannot_mint_another_session(client, alice):
+    sign_in(client, alice)
+    assert client.post("/v1/auth/session", headers={"Origin": OWN_ORIGIN}).status_code == 401
+
+
+def test_cookie_state_changes_need_an_allowed_origin(client, alice):
+    sign_in(client, alice)
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        refused = client.post("/v1/recordings", json=BODY, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == "/problems/forbidden"
+    assert client.get("/v1/recordings").json()["items"] == []  # nothing was created
+    assert client.post("/v1/recordings", json=BODY, headers={"Origin": OWN_ORIGIN}).status_code == 201
+
+
+def test_bearer_requests_need_no_origin(client, alice):
+    response = client.post("/v1/recordings", json=BODY, headers={**alice.headers, "Origin": "https://other.example"})
+    assert response.status_code == 201
+
+
+def test_sign_out_revokes_the_session_server_side(client, alice):
+    sign_in(client, alice)
+    token = client.cookies.get("recordings_session")
+    assert client.delete("/v1/auth/session", headers={"Origin": OWN_ORIGIN}).status_code == 204
+    # Even a copy of the old cookie no longer works.
+    client.cookies.set("recordings_session", token)
+    assert client.get("/v1/recordings").status_code == 401
+    assert client.get("/v1/auth/session").status_code == 401
+
+
+def test_cross_origin_sign_out_is_refused(client, alice):
+    sign_in(client, alice)
+    assert client.delete("/v1/auth/session", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.get("/v1/auth/session").status_code == 200
+
+
+def test_expired_session_is_refused(client, alice, settings):
+    sign_in(client, alice)
+    with session_scope(settings) as session:
+        session.execute(update(BrowserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    response = client.get("/v1/recordings")
+    assert response.status_code == 401
+    assert "sign in again" in response.json()["detail"]
