@@ -23,7 +23,15 @@ $(NODE_STAMP): package.json package-lock.json $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-node: $(NODE_STAMP)
+# The upload page's test dependencies: axe-core from web/, and Debian's Chromium (never a
+# browser download). Installing Chromium needs root (apt-get), as on CI.
+WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json | sha1sum | cut -c1-12)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+node: $(NODE_STAMP) $(WEB_STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 
 ## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
 run: install

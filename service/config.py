@@ -76,10 +76,24 @@ class Settings(BaseSettings):
     max_filename_length: int = Field(default=255, ge=1, le=1024)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=2, le=16 * 1024)
     max_request_body_bytes: int = Field(default=1 * MiB, ge=1024)
+    # Per-tenant limits against resource exhaustion (0 turns a limit off). The request rate is a
+    # token bucket kept in each process: N processes allow up to N times the rate in total.
+    rate_limit_per_minute: int = Field(default=1200, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)  # 0: the bucket holds one minute's worth
+    max_pending_uploads_per_tenant: int = Field(default=1000, ge=0)
 
     # HTTP.
     cors_origins: CsvList = []
     public_base_url: str = "http://127.0.0.1:8000"
+    # Lambda: the custom domain's base path mapping ("recordings" for api.example.com/recordings/...).
+    api_gateway_base_path: str = ""
+
+    # Browser sessions (the upload page and Uppy): an opaque random token in an HttpOnly cookie,
+    # stored server-side only as a hash, so no signing secret exists to configure or leak.
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    session_cookie_name: str = Field(default="recordings_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # None: Secure whenever the request arrived over HTTPS (or PUBLIC_BASE_URL is https).
+    session_cookie_secure: bool | None = None
 
     # Auth: API keys always; JWT when an issuer and a JWKS URL are configured.
     jwt_issuer: str | None = None

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from service.auth.api_keys import authenticate_api_key, looks_like_api_key
 from service.auth.jwt_tokens import authenticate_jwt
 from service.auth.principal import Principal
+from service.browser.sessions import authenticate_session, require_allowed_origin
 from service.config import Settings
 from service.db import session_factory
 from service.errors import Unauthorized
+from service.limits import enforce_rate_limit
 from service.storage import Storage
 
 
@@ -24,8 +26,11 @@ def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+def get_session(request: Request, settings: SettingsDep) -> Iterator[Session]:
     session = session_factory(settings)()
+    # Reads verify pending uploads whose bytes arrived (read-repair); changes act on what they see.
+    if request.method in ("GET", "HEAD"):
+        session.info["read_repair_settings"] = settings
     try:
         yield session
     finally:
@@ -55,11 +60,22 @@ def _bearer_token(request: Request) -> str | None:
 def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
     token = _bearer_token(request)
     if token is None:
+        cookie = request.cookies.get(settings.session_cookie_name)
+        if cookie:
+            # Browser session: same-site cookie, and state changes must name an allowed Origin.
+            authenticated = authenticate_session(session, cookie)
+            if authenticated is None:
+                raise Unauthorized("The session has expired or was signed out; sign in again.")
+            require_allowed_origin(request, settings)
+            request.state.principal = authenticated[0]
+            enforce_rate_limit(request.app.state, settings, authenticated[0].tenant)
+            return authenticated[0]
         raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
     principal = authenticate_api_key(session, token) if looks_like_api_key(token) else authenticate_jwt(token, settings)
     if principal is None:
         raise Unauthorized("The credentials are invalid, expired or revoked.")
     request.state.principal = principal
+    enforce_rate_limit(request.app.state, settings, principal.tenant)
     return principal
 
 

@@ -188,7 +188,46 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
 
+    @app.exception_handler(ValueError)
+    async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
+        # PostgreSQL text cannot hold NUL; psycopg2 refuses such a parameter before sending it.
+        if "NUL (0x00)" in str(exc):
+            return problem_response(
+                422, "invalid-characters", "A text value contains a NUL character.", instance=request.url.path
+            )
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal-error", "An internal error occurred.", instance=request.url.path)
+
+
+_BODY_PROBLEMS = {
+    "400": "The body could not be parsed (malformed JSON or not UTF-8)",
+    "413": "The request body is larger than MAX_REQUEST_BODY_BYTES",
+}
+_LIMIT_PROBLEM = {"429": "Too many requests, or too many uploads in progress, for this tenant (see Retry-After)"}
+
+
+def document_problem_responses(app: FastAPI) -> None:
+    """Add the answers every operation can give but no route declares to the OpenAPI schema:
+    400/413 where a body is read, 429 where a tenant is limited (the /v1 API)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                extra = dict(_BODY_PROBLEMS) if "requestBody" in operation else {}
+                if path.startswith("/v1/"):
+                    extra.update(_LIMIT_PROBLEM)
+                for status, description in extra.items():
+                    responses.setdefault(status, {"description": description, "content": {PROBLEM_JSON: {}}})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

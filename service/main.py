@@ -8,8 +8,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import health, metrics
+from service.browser.page import install_page
+from service.browser.router import auth_router, config_router, s3_router
 from service.config import Settings, get_settings
-from service.errors import install_error_handlers
+from service.errors import document_problem_responses, install_error_handlers
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from service.recordings.router import router as recordings_router
 from service.uploads.router import router as uploads_router
@@ -35,9 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    document_problem_responses(app)
     app.include_router(health.router)
     app.include_router(recordings_router)
     app.include_router(uploads_router)
+    app.include_router(auth_router)
+    app.include_router(config_router)
+    app.include_router(s3_router)
+    install_page(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

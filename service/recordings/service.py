@@ -13,7 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service import events
+from service import events, limits
 from service.auth.principal import Principal
 from service.config import Settings
 from service.errors import Conflict, InvalidRequest, NotFound
@@ -64,7 +64,37 @@ def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID
     ).first()
     if recording is None:
         raise NotFound()
+    repair_pending(session, [recording])
     return recording
+
+
+# Read-repair ----------------------------------------------------------------------------------
+
+# Checks per list page: each is one HeadObject, so a page of stale uploads stays cheap.
+MAX_REPAIRS_PER_READ = 10
+
+
+def repair_pending(session: Session, recordings: list[Recording]) -> None:
+    """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does.
+
+    Browser single uploads (Uppy) never call back after their POST to S3; in AWS the S3 event
+    handler verifies them, and where no events arrive (the local run) reading them does. Only
+    sessions opened for a read request enable it (see deps.get_session), so a delete still acts
+    on the pending upload it was aimed at. An object that is not there yet leaves it pending.
+    """
+    settings = session.info.get("read_repair_settings")
+    if settings is None:
+        return
+    candidates = [
+        r for r in recordings if r.status == Status.PENDING.value and r.upload_method == UploadMethod.POST.value
+    ][:MAX_REPAIRS_PER_READ]
+    if not candidates:
+        return
+    storage = Storage.from_settings(settings)
+    for recording in candidates:
+        info = uploads.inspect_object(storage=storage, recording=recording)
+        if info is not None:
+            uploads.finalize(session=session, storage=storage, recording=recording, info=info)
 
 
 def create_recording(
@@ -82,6 +112,7 @@ def create_recording(
             f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
             slug="content-type-not-allowed",
         )
+    limits.enforce_pending_cap(session, settings, principal.tenant)
     multipart = data.size_bytes > settings.multipart_threshold_bytes
     if multipart and data.checksum_sha256:
         raise InvalidRequest(
@@ -170,6 +201,7 @@ def list_recordings(
         )
     rows = list(session.scalars(statement.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    repair_pending(session, rows[:limit])
     return rows[:limit], next_cursor
 
 

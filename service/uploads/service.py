@@ -226,6 +226,10 @@ def reconcile_key(*, session: Session, storage: Storage, key: str) -> Recording 
     if recording is None or recording.status != Status.PENDING.value:
         return recording
     info = inspect_object(storage=storage, recording=recording)
+    if info is None:
+        # No object (yet): an early, replayed or misdirected event proves nothing. Failing here
+        # would abort a multipart upload still in progress; `complete` or the reaper decides.
+        return recording
     return finalize(session=session, storage=storage, recording=recording, info=info)
 
 

@@ -1,0 +1,101 @@
+"""Per-tenant limits against resource exhaustion: request rate and open (pending) uploads.
+
+The request rate is a token bucket per tenant, kept in memory by each process (``app.state``):
+with N processes or Lambda instances a tenant may get up to N times the configured rate. It
+bounds what one tenant can make a single process do; a global quota belongs in front (API
+Gateway usage plans, a WAF rate rule). The pending-upload cap is counted in the database, so it
+holds across processes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.errors import ProblemError
+
+# Buckets of tenants not seen for a while are dropped oldest-first beyond this many.
+MAX_TRACKED_TENANTS = 10_000
+PENDING_RETRY_AFTER_SECONDS = 60
+
+
+class TooManyRequests(ProblemError):
+    def __init__(self, detail: str, *, retry_after: int, slug: str = "too-many-requests") -> None:
+        super().__init__(429, slug, detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class RateLimiter:
+    """Token buckets per key: ``capacity`` tokens, refilled at ``per_minute / 60`` per second."""
+
+    def __init__(self, per_minute: int, burst: int = 0, clock=time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst or per_minute)
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def acquire(self, key: str) -> float:
+        """Take one token for ``key``: 0.0 when allowed, else the seconds until one is available."""
+        if not self.enabled:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.pop(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > MAX_TRACKED_TENANTS:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+def rate_limiter(app_state, settings: Settings) -> RateLimiter:
+    """The process's limiter for this app (created on first use)."""
+    limiter = getattr(app_state, "rate_limiter", None)
+    if limiter is None:
+        limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        app_state.rate_limiter = limiter
+    return limiter
+
+
+def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
+    wait = rate_limiter(app_state, settings).acquire(tenant)
+    if wait > 0:
+        raise TooManyRequests(
+            f"Too many requests for this tenant; the limit is {settings.rate_limit_per_minute} per minute.",
+            retry_after=math.ceil(wait),
+        )
+
+
+def enforce_pending_cap(session: Session, settings: Settings, tenant: str) -> None:
+    """Refuse a new upload while the tenant already has the maximum number open."""
+    cap = settings.max_pending_uploads_per_tenant
+    if cap <= 0:
+        return
+    from service.recordings.models import Recording, Status
+
+    pending = session.scalar(
+        select(func.count())
+        .select_from(Recording)
+        .where(Recording.owner == tenant, Recording.status == Status.PENDING.value)
+    )
+    if pending >= cap:
+        raise TooManyRequests(
+            f"This tenant already has {pending} uploads in progress (the limit is {cap}); complete or delete some.",
+            retry_after=PENDING_RETRY_AFTER_SECONDS,
+            slug="too-many-pending-uploads",
+        )
