@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    db_pool_pre_ping: bool = False
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Storage.
