@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    db_pool_pre_ping: bool = False
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Storage.
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
     # Uploads.
     max_upload_bytes: int = Field(default=5 * GiB, ge=1, le=S3_MAX_OBJECT_BYTES)
     multipart_threshold_bytes: int = Field(default=100 * MiB, ge=S3_MIN_PART_BYTES, le=S3_MAX_PART_BYTES)
-    multipart_part_bytes: int = Field(default=16 * MiB, ge=S3_MIN_PART_BYTES, le=S3_MAX_PART_BYTES)
+    multipart_part_bytes: int = Field(default=64 * MiB, ge=S3_MIN_PART_BYTES, le=S3_MAX_PART_BYTES)
     allowed_content_types: CsvList = ["audio/*", "video/*", "application/octet-stream"]
     presign_expires_seconds: int = Field(default=900, ge=60, le=MAX_PRESIGN_EXPIRY_SECONDS)
     upload_ttl_seconds: int = Field(default=24 * 3600, ge=60)

@@ -51,9 +51,16 @@ def _engine_options(url: URL, settings: Settings) -> dict:
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"check_same_thread": False, "timeout": 15}}
     options: dict = {
-        "pool_pre_ping": True,
+        # No ping per checkout (a round trip on every request): a connection that turns out to
+        # be dead fails that one request with 503 and invalidates the whole pool, so the next
+        # requests reconnect. Keepalives find dead peers on idle connections.
+        "pool_pre_ping": settings.db_pool_pre_ping,
         "connect_args": {
             "connect_timeout": 5,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
             "application_name": "recordings",
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
         },

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.auth.api_keys import authenticate_api_key, looks_like_api_key
+from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_like_api_key
 from service.auth.jwt_tokens import authenticate_jwt
 from service.auth.principal import Principal
 from service.browser.sessions import authenticate_session, require_allowed_origin
@@ -19,28 +20,31 @@ from service.limits import enforce_rate_limit
 from service.storage import Storage
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_session(request: Request, settings: SettingsDep) -> Iterator[Session]:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    # Creating a session does no I/O (it connects on first use); closing one that used a
+    # connection returns it to the pool with a ROLLBACK, so that part runs in the threadpool.
     session = session_factory(settings)()
-    # Reads verify pending uploads whose bytes arrived (read-repair); changes act on what they see.
-    if request.method in ("GET", "HEAD"):
-        session.info["read_repair_settings"] = settings
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_storage(settings: SettingsDep) -> Storage:
+async def get_storage(settings: SettingsDep) -> Storage:
     return Storage.from_settings(settings)
 
 
@@ -57,13 +61,13 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
+async def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
     token = _bearer_token(request)
     if token is None:
         cookie = request.cookies.get(settings.session_cookie_name)
         if cookie:
             # Browser session: same-site cookie, and state changes must name an allowed Origin.
-            authenticated = authenticate_session(session, cookie)
+            authenticated = await run_in_threadpool(authenticate_session, session, cookie)
             if authenticated is None:
                 raise Unauthorized("The session has expired or was signed out; sign in again.")
             require_allowed_origin(request, settings)
@@ -71,7 +75,10 @@ def get_principal(request: Request, settings: SettingsDep, session: SessionDep) 
             enforce_rate_limit(request.app.state, settings, authenticated[0].tenant)
             return authenticated[0]
         raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
-    principal = authenticate_api_key(session, token) if looks_like_api_key(token) else authenticate_jwt(token, settings)
+    if looks_like_api_key(token):
+        principal = cached_api_key(token) or await run_in_threadpool(authenticate_api_key, session, token)
+    else:
+        principal = await run_in_threadpool(authenticate_jwt, token, settings)
     if principal is None:
         raise Unauthorized("The credentials are invalid, expired or revoked.")
     request.state.principal = principal

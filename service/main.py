@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from service import health, metrics
 from service.browser.page import install_page
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             max_age=600,
         )
+    # Part URL batches and pages of recordings repeat long prefixes: they compress ~5x.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     metrics.install_metrics(app, settings)

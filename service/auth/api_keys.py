@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +18,10 @@ from service.auth.principal import Principal, valid_tenant
 from service.timeutil import as_utc, utcnow
 
 KEY_SCHEME = "rk"
+# A verified key is trusted for this long without a database round trip; revocation in this
+# process takes effect at once, in other processes within this time.
+VERIFIED_CACHE_SECONDS = 30.0
+_VERIFIED_CACHE_MAX = 10_000
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 # A hash to compare against when the prefix is unknown, so both paths cost the same.
 _DUMMY_HASH = hashlib.sha256(b"unknown-key").hexdigest()
@@ -55,7 +60,28 @@ def revoke_api_key(session: Session, *, prefix: str) -> bool:
         update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
     )
     session.commit()
+    for digest, (principal, _) in list(_verified.items()):
+        if principal.subject == f"api-key:{prefix}":
+            _verified.pop(digest, None)
     return result.rowcount == 1
+
+
+# Verified keys, by SHA-256 of the whole token: digest -> (principal, monotonic expiry).
+_verified: dict[str, tuple[Principal, float]] = {}
+
+
+def cached_api_key(token: str) -> Principal | None:
+    """The principal of a key verified within VERIFIED_CACHE_SECONDS, without any I/O."""
+    entry = _verified.get(hashlib.sha256(token.encode()).hexdigest())
+    if entry is None or entry[1] < time.monotonic():
+        return None
+    return entry[0]
+
+
+def _remember(token: str, principal: Principal) -> None:
+    if len(_verified) >= _VERIFIED_CACHE_MAX:
+        _verified.clear()
+    _verified[hashlib.sha256(token.encode()).hexdigest()] = (principal, time.monotonic() + VERIFIED_CACHE_SECONDS)
 
 
 def looks_like_api_key(token: str) -> bool:
@@ -81,4 +107,6 @@ def authenticate_api_key(session: Session, token: str) -> Principal | None:
         # Coarse on purpose: one write per key per minute, not one per request.
         session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
         session.commit()
-    return Principal(tenant=row.owner, subject=f"api-key:{prefix}", method="api_key")
+    principal = Principal(tenant=row.owner, subject=f"api-key:{prefix}", method="api_key")
+    _remember(token, principal)
+    return principal

@@ -18,6 +18,7 @@ from service.recordings.schemas import (
     RecordingPage,
     RecordingUpdate,
 )
+from service.responses import model_response
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 router = APIRouter(
@@ -32,38 +33,51 @@ RecordingId = Annotated[uuid.UUID, "recording id"]
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
 def create_recording(
     data: RecordingCreate, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> CreatedRecording:
+) -> Response:
     """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
-    return service.create_recording(session=session, storage=storage, settings=settings, principal=principal, data=data)
+    created = service.create_recording(
+        session=session, storage=storage, settings=settings, principal=principal, data=data
+    )
+    return model_response(created, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", response_model=RecordingPage)
 def list_recordings(
     principal: PrincipalDep,
     session: SessionDep,
+    storage: StorageDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
-) -> RecordingPage:
+) -> Response:
     """The caller's recordings, newest first (deleted ones only with `status=deleted`)."""
     rows, next_cursor = service.list_recordings(
         session=session, principal=principal, limit=limit, cursor=cursor, status=status_filter
     )
-    return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+    service.repair_pending(session, storage, rows)
+    page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+    session.close()  # end the read here, in this thread, rather than in another threadpool trip
+    return model_response(page)
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)
-def get_recording(recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> RecordingOut:
-    return service.to_out(service.get_owned(session, principal=principal, recording_id=recording_id))
+def get_recording(
+    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> Response:
+    found = service.get_owned(session, principal=principal, recording_id=recording_id)
+    service.repair_pending(session, storage, [found])
+    recording = service.to_out(found)
+    session.close()  # end the read here, in this thread, rather than in another threadpool trip
+    return model_response(recording)
 
 
 @router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
 def update_recording(
     recording_id: uuid.UUID, data: RecordingUpdate, principal: PrincipalDep, session: SessionDep
-) -> RecordingOut:
+) -> Response:
     """Change the title and/or metadata; every other field is read-only."""
     recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    return service.to_out(service.update_recording(session=session, recording=recording, data=data))
+    return model_response(service.to_out(service.update_recording(session=session, recording=recording, data=data)))
 
 
 @router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
@@ -78,11 +92,13 @@ def delete_recording(
 @router.post("/{recording_id}/restore", response_model=RecordingOut, responses={409: PROBLEM})
 def restore_recording(
     recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> RecordingOut:
+) -> Response:
     """Bring back a deleted recording while its version is within the retention window."""
     recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    return service.to_out(
-        service.restore_recording(session=session, storage=storage, settings=settings, recording=recording)
+    return model_response(
+        service.to_out(
+            service.restore_recording(session=session, storage=storage, settings=settings, recording=recording)
+        )
     )
 
 
@@ -98,9 +114,10 @@ def download_recording(
     storage: StorageDep,
     settings: SettingsDep,
     redirect: bool = False,
-) -> DownloadLink | RedirectResponse:
+) -> Response:
     recording = service.get_owned(session, principal=principal, recording_id=recording_id)
+    service.repair_pending(session, storage, [recording])
     url, expires = service.download_link(storage=storage, settings=settings, recording=recording)
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    return DownloadLink(url=url, expires_at=expires)
+    return model_response(DownloadLink(url=url, expires_at=expires))

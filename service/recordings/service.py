@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from service import events, limits
@@ -64,7 +64,6 @@ def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID
     ).first()
     if recording is None:
         raise NotFound()
-    repair_pending(session, [recording])
     return recording
 
 
@@ -74,23 +73,17 @@ def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID
 MAX_REPAIRS_PER_READ = 10
 
 
-def repair_pending(session: Session, recordings: list[Recording]) -> None:
+def repair_pending(session: Session, storage: Storage, recordings: list[Recording]) -> None:
     """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does.
 
     Browser single uploads (Uppy) never call back after their POST to S3; in AWS the S3 event
-    handler verifies them, and where no events arrive (the local run) reading them does. Only
-    sessions opened for a read request enable it (see deps.get_session), so a delete still acts
-    on the pending upload it was aimed at. An object that is not there yet leaves it pending.
+    handler verifies them, and where no events arrive (the local run) reading them does. The read
+    routes (get, list, download) call this; changes act on the state they were aimed at. An object
+    that is not there yet leaves the recording pending.
     """
-    settings = session.info.get("read_repair_settings")
-    if settings is None:
-        return
     candidates = [
         r for r in recordings if r.status == Status.PENDING.value and r.upload_method == UploadMethod.POST.value
     ][:MAX_REPAIRS_PER_READ]
-    if not candidates:
-        return
-    storage = Storage.from_settings(settings)
     for recording in candidates:
         info = uploads.inspect_object(storage=storage, recording=recording)
         if info is not None:
@@ -155,8 +148,9 @@ def create_recording(
             key=key, content_type=data.content_type, size=data.size_bytes, checksum_sha256=data.checksum_sha256
         )
         upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
-    session.add(recording)
     try:
+        # A Core-level INSERT: the unit of work adds nothing for one new row but overhead.
+        session.execute(insert(Recording), [_column_values(recording)])
         session.commit()
     except Exception:
         session.rollback()
@@ -165,6 +159,10 @@ def create_recording(
         raise
     events.upload_transition("created")
     return CreatedRecording(recording=to_out(recording), upload=upload)
+
+
+def _column_values(recording: Recording) -> dict:
+    return {attr.key: getattr(recording, attr.key) for attr in inspect(Recording).column_attrs}
 
 
 # Listing with keyset pagination ---------------------------------------------------------------
@@ -201,7 +199,6 @@ def list_recordings(
         )
     rows = list(session.scalars(statement.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    repair_pending(session, rows[:limit])
     return rows[:limit], next_cursor
 
 

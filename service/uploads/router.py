@@ -4,13 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from service.errors import PROBLEM_JSON, InvalidRequest
 from service.recordings import service as recordings
 from service.recordings.schemas import RecordingOut
+from service.responses import model_response
 from service.storage import expires_at
 from service.timeutil import utcnow
 from service.uploads import service
@@ -69,20 +70,20 @@ def sign_parts(
     storage: StorageDep,
     settings: SettingsDep,
     part_numbers: Annotated[str, Query(min_length=1, max_length=1000, examples=["1,2,3"])],
-) -> PartUrls:
+) -> Response:
     """Presigned PUT URLs for up to 100 parts of a multipart upload."""
     recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
     urls = service.presign_parts(storage=storage, recording=recording, part_numbers=parse_part_numbers(part_numbers))
-    return PartUrls(urls=urls, expires_at=expires_at(utcnow(), settings.presign_expires_seconds))
+    return model_response(PartUrls(urls=urls, expires_at=expires_at(utcnow(), settings.presign_expires_seconds)))
 
 
 @router.get("/upload/parts/uploaded", response_model=UploadedParts)
 def list_uploaded_parts(
     recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> UploadedParts:
+) -> Response:
     """The parts S3 already holds, so an interrupted upload can resume where it stopped."""
     recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
-    return UploadedParts(parts=service.uploaded_parts(storage=storage, recording=recording))
+    return model_response(UploadedParts(parts=service.uploaded_parts(storage=storage, recording=recording)))
 
 
 @router.post("/complete", response_model=RecordingOut)
@@ -92,10 +93,10 @@ def complete_upload(
     session: SessionDep,
     storage: StorageDep,
     body: Annotated[CompleteRequest | None, Body()] = None,
-) -> RecordingOut:
+) -> Response:
     """Finish the upload and verify the object (size, type, checksum). Idempotent."""
     recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
     parts = [part.model_dump() for part in body.parts] if body else None
-    return recordings.to_out(
-        service.complete_upload(session=session, storage=storage, recording=recording, parts=parts)
+    return model_response(
+        recordings.to_out(service.complete_upload(session=session, storage=storage, recording=recording, parts=parts))
     )
