@@ -98,6 +98,9 @@ def app_env(database_url: str, s3_endpoint: str, bucket: str) -> dict[str, str]:
         AWS_DEFAULT_REGION="us-east-1",
         LOG_LEVEL="INFO",
         METRICS_ENABLED="true",
+        # One tenant sends the whole load: its per-tenant quotas would turn the run into 429s.
+        RATE_LIMIT_PER_MINUTE="0",
+        MAX_PENDING_UPLOADS_PER_TENANT="0",
         PYTHONPATH=str(ROOT),
     )
     return env
@@ -155,8 +158,14 @@ def _ms(value: str) -> float:
 
 
 def wrk(port: int, script: str, seconds: float, connections: int = 16) -> Load:
+    # Print the first failed answer of each thread, so a failed run says why.
+    report = (
+        "\nlocal reported = false\nresponse = function(status, headers, body)\n"
+        '  if status > 399 and not reported then reported = true; io.write("FAILED ", status, " ", body, "\\n") end\n'
+        "end\n"
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
+        handle.write(script + report)
     try:
         result = subprocess.run(
             [
@@ -178,6 +187,8 @@ def wrk(port: int, script: str, seconds: float, connections: int = 16) -> Load:
         os.unlink(handle.name)
     out = result.stdout
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    for line in re.findall(r"^FAILED .*$", out, re.M)[:2]:
+        print(f"  wrk: {line[:300]}", flush=True)
     errors += sum(int(n) for n in re.findall(r"Socket errors: connect (\d+)", out))
     return Load(
         requests=int(re.search(r"(\d+) requests in", out).group(1)),
@@ -230,7 +241,14 @@ def seed(database_url: str, bucket: str, s3_endpoint: str, *, tenant: str = "ben
     from service.config import Settings
     from service.db import session_scope
 
-    settings = Settings(environment="bench", database_url=database_url, s3_endpoint_url=s3_endpoint, s3_bucket=bucket)
+    settings = Settings(
+        environment="bench",
+        database_url=database_url,
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket=bucket,
+        rate_limit_per_minute=0,
+        max_pending_uploads_per_tenant=0,  # as in app_env: one tenant, all load
+    )
     migrate.upgrade(settings)
     with session_scope(settings) as session:
         token = create_api_key(session, owner=tenant, name="bench").token

@@ -88,11 +88,11 @@ def enforce_pending_cap(session: Session, settings: Settings, tenant: str) -> No
         return
     from service.recordings.models import Recording, Status
 
-    pending = session.scalar(
-        select(func.count())
-        .select_from(Recording)
-        .where(Recording.owner == tenant, Recording.status == Status.PENDING.value)
+    # Count at most `cap` rows: the cost stays bounded however many a tenant has open.
+    open_uploads = (
+        select(Recording.id).where(Recording.owner == tenant, Recording.status == Status.PENDING.value).limit(cap)
     )
+    pending = session.scalar(select(func.count()).select_from(open_uploads.subquery()))
     if pending >= cap:
         raise TooManyRequests(
             f"This tenant already has {pending} uploads in progress (the limit is {cap}); complete or delete some.",
