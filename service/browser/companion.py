@@ -62,8 +62,9 @@ def bucket_url(storage: Storage) -> str:
     return url if url.endswith("/") else f"{url}/"
 
 
-def create_single(
+def _create(
     *,
+    multipart: bool,
     session: Session,
     storage: Storage,
     settings: Settings,
@@ -71,46 +72,40 @@ def create_single(
     filename: str,
     content_type: str,
     metadata: dict[str, Any],
-) -> dict[str, Any]:
+):
+    """A recording through the ordinary create path, refusing the other upload kind's sizes."""
     data = _recording_input(filename=filename, content_type=content_type, metadata=metadata)
-    if data.size_bytes > settings.multipart_threshold_bytes:
+    threshold = settings.multipart_threshold_bytes
+    if multipart and data.size_bytes <= threshold:
         raise InvalidRequest(
-            f"Files above {settings.multipart_threshold_bytes} bytes are uploaded in parts: let Uppy use "
-            "multipart for them (shouldUseMultipart).",
-            slug="use-multipart",
-        )
-    created = recordings.create_recording(
-        session=session, storage=storage, settings=settings, principal=principal, data=data
-    )
-    return {
-        "method": "POST",
-        "url": bucket_url(storage),
-        "fields": created.upload.fields,
-        "expires": settings.presign_expires_seconds,
-    }
-
-
-def create_multipart(
-    *,
-    session: Session,
-    storage: Storage,
-    settings: Settings,
-    principal: Principal,
-    filename: str,
-    content_type: str,
-    metadata: dict[str, Any],
-) -> dict[str, Any]:
-    data = _recording_input(filename=filename, content_type=content_type, metadata=metadata)
-    if data.size_bytes <= settings.multipart_threshold_bytes:
-        raise InvalidRequest(
-            f"Files up to {settings.multipart_threshold_bytes} bytes are uploaded in one request: let Uppy "
+            f"Files up to {threshold} bytes are uploaded in one request: let Uppy "
             "use a single upload for them (shouldUseMultipart).",
             slug="use-single-upload",
         )
-    created = recordings.create_recording(
+    if not multipart and data.size_bytes > threshold:
+        raise InvalidRequest(
+            f"Files above {threshold} bytes are uploaded in parts: let Uppy use "
+            "multipart for them (shouldUseMultipart).",
+            slug="use-multipart",
+        )
+    return recordings.create_recording(
         session=session, storage=storage, settings=settings, principal=principal, data=data
     )
-    return {"key": created.recording.key, "uploadId": created.upload.upload_id, "bucket": storage.bucket}
+
+
+def create_single(**kwargs: Any) -> dict[str, Any]:
+    created = _create(multipart=False, **kwargs)
+    return {
+        "method": "POST",
+        "url": bucket_url(kwargs["storage"]),
+        "fields": created.upload.fields,
+        "expires": kwargs["settings"].presign_expires_seconds,
+    }
+
+
+def create_multipart(**kwargs: Any) -> dict[str, Any]:
+    created = _create(multipart=True, **kwargs)
+    return {"key": created.recording.key, "uploadId": created.upload.upload_id, "bucket": kwargs["storage"].bucket}
 
 
 def owned_upload(session: Session, *, principal: Principal, upload_id: str, key: str) -> Recording:
