@@ -403,12 +403,15 @@ def measure_lambda(figure: Figure, ctx: dict, samples: int = 400) -> None:
             out.append(time.perf_counter() - started)
         return out
 
+    # One event loop for both: Mangum runs the app on the thread's current loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     lambda_samples()  # warm-up (cold start excluded: this figure is per request)
-    asyncio.run(asgi_samples())
+    loop.run_until_complete(asgi_samples())
     ratios, lam_p50, asgi_p50 = [], [], []
     for _ in range(3):
         lam = statistics.median(lambda_samples())
-        base = statistics.median(asyncio.run(asgi_samples()))
+        base = statistics.median(loop.run_until_complete(asgi_samples()))
         ratios.append(lam / base)
         lam_p50.append(lam * 1000)
         asgi_p50.append(base * 1000)
