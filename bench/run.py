@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import signal
 import socket
 import statistics
@@ -53,37 +52,14 @@ def free_port() -> int:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from service.db import dispose_engines
+    from service.devrun import scratch_database
 
-    from service.db import with_driver
-
-    name = f"recordings_bench_{secrets.token_hex(4)}"
-    admin = create_engine(with_driver(make_url(BASE_URL)), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield with_driver(make_url(BASE_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from service.db import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextmanager
-def s3_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with scratch_database(BASE_URL, "recordings_bench") as url:
+        try:
+            yield url
+        finally:
+            dispose_engines()
 
 
 def app_env(database_url: str, s3_endpoint: str, bucket: str) -> dict[str, str]:
@@ -682,10 +658,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from sqlalchemy.engine import make_url
 
+    from service.devrun import embedded_s3
+
     # The local S3 server accepts any credentials; real ones must never be used here.
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_PROFILE", None)
-    with bench_database() as database_url, s3_server() as s3_endpoint:
+    with bench_database() as database_url, embedded_s3() as s3_endpoint:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         settings, token, ids = seed(database_url, bucket, s3_endpoint)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -7,11 +7,52 @@ every run; both live under .local/.
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from service.config import LOCAL_BUCKET, LOCAL_DATABASE_URL, LOCAL_S3_ENDPOINT, Settings
+from service.config import LOCAL_BUCKET, LOCAL_DATABASE_URL, Settings
 
 LOCAL_OWNER = "dev"
+
+
+@contextmanager
+def embedded_s3(port: int = 0) -> Iterator[str]:
+    """moto's S3 server on loopback (port 0: any free port); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``server_url``; yields its URL and drops
+    it afterwards, even with connections still open (tests and benchmarks)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from service.db import with_driver
+
+    server = with_driver(make_url(server_url))
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def prepare_bucket(settings: Settings, origins: list[str]) -> None:
@@ -41,7 +82,6 @@ def prepare_bucket(settings: Settings, origins: list[str]) -> None:
 
 def run_local(*, host: str, port: int, s3_port: int) -> int:
     import uvicorn
-    from moto.server import ThreadedMotoServer
 
     from service import migrate
     from service.auth.api_keys import create_api_key
@@ -53,19 +93,17 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
     Path(".local/recordings.db").unlink(missing_ok=True)
     base_url = f"http://{host}:{port}"
     origins = [base_url, f"http://localhost:{port}"]
-    settings = Settings(
-        environment="local",
-        database_url=LOCAL_DATABASE_URL,
-        s3_endpoint_url=LOCAL_S3_ENDPOINT if s3_port == 9000 else f"http://127.0.0.1:{s3_port}",
-        s3_bucket=LOCAL_BUCKET,
-        public_base_url=base_url,
-        cors_origins=origins,
-    )
-    configure_logging(settings.log_level)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 server's per-request lines
-    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-    s3_server.start()
-    try:
+    with embedded_s3(s3_port) as s3_endpoint:
+        settings = Settings(
+            environment="local",
+            database_url=LOCAL_DATABASE_URL,
+            s3_endpoint_url=s3_endpoint,
+            s3_bucket=LOCAL_BUCKET,
+            public_base_url=base_url,
+            cors_origins=origins,
+        )
+        configure_logging(settings.log_level)
         prepare_bucket(settings, origins)
         migrate.upgrade(settings)
         with session_scope(settings) as session:
@@ -81,6 +119,4 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
             flush=True,
         )
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
-    finally:
-        s3_server.stop()
     return 0

@@ -7,14 +7,12 @@ PostgreSQL as user postgres). The run creates ``recordings_test_<random>`` and d
 from __future__ import annotations
 
 import os
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 # Dummy credentials for the S3 test server; real ones must never be used by the tests.
 os.environ.update(
@@ -32,41 +30,24 @@ BASE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 MiB = 1024 * 1024
 
 
-def _admin_engine():
-    from service.db import with_driver
-
-    return create_engine(with_driver(make_url(BASE_DATABASE_URL)), isolation_level="AUTOCOMMIT")
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"recordings_test_{secrets.token_hex(4)}"
-    admin = _admin_engine()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(BASE_DATABASE_URL).set(database=name, drivername="postgresql+psycopg2")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        from service.db import dispose_engines
+    from service.db import dispose_engines
+    from service.devrun import scratch_database
 
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(BASE_DATABASE_URL, "recordings_test") as url:
+        try:
+            yield url
+        finally:
+            dispose_engines()
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    from service.devrun import embedded_s3
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with embedded_s3() as endpoint:
+        yield endpoint
 
 
 def make_settings(database_url: str, s3_endpoint: str, **overrides) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ from service.db import session_scope
 from service.recordings.models import Recording
 from service.timeutil import utcnow
 from tests.api.uploading import create
-from tests.conftest import BASE_DATABASE_URL, _admin_engine, make_settings
+from tests.conftest import BASE_DATABASE_URL, make_settings
 from tests.transports import invoke, load_event
 
 
@@ -40,23 +39,16 @@ def test_scheduled_reaper_expires_stale_uploads(handler_settings, api, alice):
 def empty_database(s3_endpoint, monkeypatch):
     """A database with no tables at all, and the migration handler pointed at it."""
     import handlers.jobs
+    from service.db import reset_engine
+    from service.devrun import scratch_database
 
-    name = f"recordings_empty_{secrets.token_hex(4)}"
-    admin = _admin_engine()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(BASE_DATABASE_URL).set(database=name, drivername="postgresql+psycopg2")
-    settings = make_settings(url.render_as_string(hide_password=False), s3_endpoint, runtime="lambda")
-    monkeypatch.setattr(handlers.jobs, "get_settings", lambda: settings)
-    try:
-        yield settings
-    finally:
-        from service.db import reset_engine
-
-        reset_engine(settings)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(BASE_DATABASE_URL, "recordings_empty") as url:
+        settings = make_settings(url, s3_endpoint, runtime="lambda")
+        monkeypatch.setattr(handlers.jobs, "get_settings", lambda: settings)
+        try:
+            yield settings
+        finally:
+            reset_engine(settings)
 
 
 def tables_and_revision(settings) -> tuple[set[str], str | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -13,9 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from service import backup
+from service import backup, devrun
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REGION = "eu-west-1"
@@ -39,23 +37,14 @@ CREATE TABLE recordings (
 @pytest.fixture
 def scratch_database() -> Iterator[str]:
     """A throwaway PostgreSQL database with the two tables; dropped afterwards."""
-    name = f"ops_backup_{secrets.token_hex(4)}"
-    admin = create_engine(make_url(ADMIN_URL).set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(drivername="postgresql+psycopg2", database=name)
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                connection.execute(text(statement))
-    engine.dispose()
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with devrun.scratch_database(ADMIN_URL, "ops_backup") as url:
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(text(statement))
+        engine.dispose()
+        yield url
 
 
 def _insert_recordings(url: str, count: int) -> str:

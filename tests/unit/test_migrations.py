@@ -1,15 +1,12 @@
 """The migrations and the models agree, on PostgreSQL and on SQLite, and downgrade cleanly."""
 
-import secrets
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
-from service.db import with_driver
+from service.devrun import scratch_database
 from service.migrate import alembic_config
 from service.models import Base
 from tests.conftest import BASE_DATABASE_URL
@@ -22,16 +19,10 @@ def empty_engine(request, tmp_path):
         yield engine
         engine.dispose()
         return
-    name = f"recordings_migr_{secrets.token_hex(4)}"
-    admin = create_engine(with_driver(make_url(BASE_DATABASE_URL)), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(with_driver(make_url(BASE_DATABASE_URL)).set(database=name))
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(BASE_DATABASE_URL, "recordings_migr") as url:
+        engine = create_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def _run(engine, action, revision):
