@@ -63,24 +63,23 @@ def _bearer_token(request: Request) -> str | None:
 
 async def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
     token = _bearer_token(request)
-    if token is None:
-        cookie = request.cookies.get(settings.session_cookie_name)
-        if cookie:
-            # Browser session: same-site cookie, and state changes must name an allowed Origin.
-            authenticated = await run_in_threadpool(authenticate_session, session, cookie)
-            if authenticated is None:
-                raise Unauthorized("The session has expired or was signed out; sign in again.")
-            require_allowed_origin(request, settings)
-            request.state.principal = authenticated[0]
-            enforce_rate_limit(request.app.state, settings, authenticated[0].tenant)
-            return authenticated[0]
-        raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
-    if looks_like_api_key(token):
-        principal = cached_api_key(token) or await run_in_threadpool(authenticate_api_key, session, token)
+    if token is not None:
+        if looks_like_api_key(token):
+            principal = cached_api_key(token) or await run_in_threadpool(authenticate_api_key, session, token)
+        else:
+            principal = await run_in_threadpool(authenticate_jwt, token, settings)
+        if principal is None:
+            raise Unauthorized("The credentials are invalid, expired or revoked.")
     else:
-        principal = await run_in_threadpool(authenticate_jwt, token, settings)
-    if principal is None:
-        raise Unauthorized("The credentials are invalid, expired or revoked.")
+        cookie = request.cookies.get(settings.session_cookie_name)
+        if not cookie:
+            raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
+        # Browser session: same-site cookie, and state changes must name an allowed Origin.
+        authenticated = await run_in_threadpool(authenticate_session, session, cookie)
+        if authenticated is None:
+            raise Unauthorized("The session has expired or was signed out; sign in again.")
+        require_allowed_origin(request, settings)
+        principal = authenticated[0]
     request.state.principal = principal
     enforce_rate_limit(request.app.state, settings, principal.tenant)
     return principal

@@ -56,10 +56,14 @@ def _recording_input(*, filename: str, content_type: str, metadata: dict[str, An
         raise InvalidRequest(f"{where}: {first.get('msg', 'invalid')}", slug="validation-error") from None
 
 
-def bucket_url(storage: Storage) -> str:
-    """The bucket's URL with a trailing slash: Uppy appends the key to it to name the object."""
-    url = storage.client.generate_presigned_post(Bucket=storage.bucket, Key="k", ExpiresIn=60)["url"]
+def _with_slash(url: str) -> str:
+    # Uppy appends the key to the bucket's URL to name the object.
     return url if url.endswith("/") else f"{url}/"
+
+
+def bucket_url(storage: Storage) -> str:
+    """The bucket's URL (the URL a presigned POST goes to), with a trailing slash."""
+    return _with_slash(storage.client.generate_presigned_post(Bucket=storage.bucket, Key="k", ExpiresIn=60)["url"])
 
 
 def _create(
@@ -97,7 +101,7 @@ def create_single(**kwargs: Any) -> dict[str, Any]:
     created = _create(multipart=False, **kwargs)
     return {
         "method": "POST",
-        "url": bucket_url(kwargs["storage"]),
+        "url": _with_slash(created.upload.url),  # the form's own URL: no second presign
         "fields": created.upload.fields,
         "expires": kwargs["settings"].presign_expires_seconds,
     }
