@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 import boto3
 import psycopg2.extras
@@ -34,14 +34,36 @@ class Create(BaseModel):
     checksum_sha256: str | None = None
 
 
-@lru_cache(maxsize=1)
+_pool: psycopg2.pool.ThreadedConnectionPool | None = None
+_pool_lock = threading.Lock()
+
+
 def pool() -> psycopg2.pool.ThreadedConnectionPool:
-    # Keeps 10 connections open and allows 20, like the service's default pool (10 + 10 overflow).
-    return psycopg2.pool.ThreadedConnectionPool(10, 20, os.environ["BASELINE_DSN"])
+    # Keeps 10 connections open, like the service's pool; allows one per threadpool thread (40)
+    # so that it never fails a request for want of a connection.
+    # Created once under a lock: the first requests arrive on several threadpool threads at once.
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = psycopg2.pool.ThreadedConnectionPool(10, 40, os.environ["BASELINE_DSN"])
+    return _pool
 
 
-@lru_cache(maxsize=1)
+_s3 = None
+
+
 def s3():
+    # boto3 client creation is not thread-safe either: once, under the same lock.
+    global _s3
+    if _s3 is None:
+        with _pool_lock:
+            if _s3 is None:
+                _s3 = _new_s3()
+    return _s3
+
+
+def _new_s3():
     return boto3.client(
         "s3",
         endpoint_url=os.environ["S3_ENDPOINT_URL"],

@@ -1,23 +1,50 @@
-"""FastAPI dependencies as Annotated aliases: SettingsDep, SessionDep, StorageDep, PrincipalDep."""
+"""FastAPI dependencies as Annotated aliases: CallerDep for the API's routes, SettingsDep and
+SessionDep for the few routes that have no authenticated caller.
+
+Every dependency FastAPI resolves costs a trip through its solver on every request, and a
+generator dependency (one that yields a session) costs an exit stack and a shielded cancel
+scope on top. The API's routes therefore take one dependency, ``CallerDep``: who is calling,
+the settings and the storage. A route opens its database session itself (``with
+caller.session() as session``), so the session is used and closed, and its connection returned
+to the pool, in the route's own worker thread.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_like_api_key
-from service.auth.jwt_tokens import authenticate_jwt
 from service.auth.principal import Principal
 from service.browser.sessions import authenticate_session, require_allowed_origin
 from service.config import Settings
-from service.db import session_factory
+from service.db import get_engine, session_factory
 from service.errors import Unauthorized
 from service.limits import enforce_rate_limit
 from service.storage import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller of a request and what its route needs to serve it."""
+
+    principal: Principal
+    settings: Settings
+    storage: Storage
+
+    def session(self) -> Session:
+        """A new database session; use it as ``with caller.session() as session:``."""
+        return session_factory(self.settings)()
+
+    def connection(self) -> Connection:
+        """A pooled connection for Core reads: ``with caller.connection() as connection:``."""
+        return get_engine(self.settings).connect()
 
 
 # Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.
@@ -28,10 +55,10 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     # Creating a session does no I/O (it connects on first use); closing one that used a
     # connection returns it to the pool with a ROLLBACK, so that part runs in the threadpool.
-    session = session_factory(settings)()
+    session = session_factory(request.app.state.settings)()
     try:
         yield session
     finally:
@@ -44,13 +71,6 @@ async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def get_storage(settings: SettingsDep) -> Storage:
-    return Storage.from_settings(settings)
-
-
-StorageDep = Annotated[Storage, Depends(get_storage)]
-
-
 def _bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -61,28 +81,53 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def get_principal(request: Request, settings: SettingsDep, session: SessionDep) -> Principal:
+def _verify_api_key(settings: Settings, token: str) -> Principal | None:
+    with session_factory(settings)() as session:
+        return authenticate_api_key(session, token)
+
+
+def _verify_session_cookie(settings: Settings, cookie: str) -> Principal | None:
+    with session_factory(settings)() as session:
+        found = authenticate_session(session, cookie)
+    return found[0] if found else None
+
+
+def _verify_jwt(token: str, settings: Settings) -> Principal | None:
+    # Imported on first use: deployments without JWT never load PyJWT and cryptography.
+    from service.auth.jwt_tokens import authenticate_jwt
+
+    return authenticate_jwt(token, settings)
+
+
+async def authenticate(request: Request, settings: Settings) -> Principal:
+    """The request's principal: a bearer API key or JWT, else a browser session cookie."""
     token = _bearer_token(request)
     if token is not None:
         if looks_like_api_key(token):
-            principal = cached_api_key(token) or await run_in_threadpool(authenticate_api_key, session, token)
+            # A key verified within the last seconds needs no database round trip.
+            principal = cached_api_key(token) or await run_in_threadpool(_verify_api_key, settings, token)
         else:
-            principal = await run_in_threadpool(authenticate_jwt, token, settings)
+            principal = await run_in_threadpool(_verify_jwt, token, settings)
         if principal is None:
             raise Unauthorized("The credentials are invalid, expired or revoked.")
-    else:
-        cookie = request.cookies.get(settings.session_cookie_name)
-        if not cookie:
-            raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
-        # Browser session: same-site cookie, and state changes must name an allowed Origin.
-        authenticated = await run_in_threadpool(authenticate_session, session, cookie)
-        if authenticated is None:
-            raise Unauthorized("The session has expired or was signed out; sign in again.")
-        require_allowed_origin(request, settings)
-        principal = authenticated[0]
-    request.state.principal = principal
-    enforce_rate_limit(request.app.state, settings, principal.tenant)
+        return principal
+    cookie = request.cookies.get(settings.session_cookie_name)
+    if not cookie:
+        raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
+    # Browser session: same-site cookie, and state changes must name an allowed Origin.
+    principal = await run_in_threadpool(_verify_session_cookie, settings, cookie)
+    if principal is None:
+        raise Unauthorized("The session has expired or was signed out; sign in again.")
+    require_allowed_origin(request, settings)
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+async def get_caller(request: Request) -> Caller:
+    settings: Settings = request.app.state.settings
+    principal = await authenticate(request, settings)
+    request.state.principal = principal
+    enforce_rate_limit(request.app.state, settings, principal.tenant)
+    return Caller(principal=principal, settings=settings, storage=Storage.from_settings(settings))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

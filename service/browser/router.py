@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.browser import companion, sessions
 from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES
-from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.deps import CallerDep, SessionDep, SettingsDep
 from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
@@ -31,13 +31,13 @@ class SessionOut(BaseModel):
 
 
 @auth_router.post("/session", response_model=SessionOut)
-def sign_in(
-    request: Request, response: Response, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
-) -> SessionOut:
+def sign_in(request: Request, response: Response, caller: CallerDep) -> SessionOut:
     """Exchange a bearer API key or JWT for an HttpOnly session cookie (for the page and Uppy)."""
+    principal, settings = caller.principal, caller.settings
     if principal.method == "session":
         raise Unauthorized("Sign in with 'Authorization: Bearer <API key or token>'.")
-    token, expires = sessions.start_session(session=session, settings=settings, principal=principal)
+    with caller.session() as session:
+        token, expires = sessions.start_session(session=session, settings=settings, principal=principal)
     sessions.set_cookie(response, request=request, settings=settings, token=token, expires=expires)
     return SessionOut(tenant=principal.tenant, expires_at=expires)
 
@@ -150,10 +150,7 @@ KeyQuery = Annotated[str, Query(min_length=1, max_length=512)]
 @s3_router.get("/params", response_model=PresignedPost)
 def sign_single_upload(
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     filename: Annotated[str, Query(min_length=1, max_length=1024)],
     type: Annotated[str, Query(max_length=255)] = "",
 ) -> dict[str, Any]:
@@ -163,39 +160,38 @@ def sign_single_upload(
         for name, value in request.query_params.multi_items()
         if (match := _METADATA_PARAM.match(name))
     }
-    return companion.create_single(
-        session=session,
-        storage=storage,
-        settings=settings,
-        principal=principal,
-        filename=filename,
-        content_type=type,
-        metadata=metadata,
-    )
+    with caller.session() as session:
+        return companion.create_single(
+            session=session,
+            storage=caller.storage,
+            settings=caller.settings,
+            principal=caller.principal,
+            filename=filename,
+            content_type=type,
+            metadata=metadata,
+        )
 
 
 @s3_router.post("/multipart", response_model=MultipartCreated)
-def create_multipart_upload(
-    data: CreateMultipart, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> dict[str, Any]:
-    return companion.create_multipart(
-        session=session,
-        storage=storage,
-        settings=settings,
-        principal=principal,
-        filename=data.filename,
-        content_type=data.type,
-        metadata=data.metadata,
-    )
+def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
+    with caller.session() as session:
+        return companion.create_multipart(
+            session=session,
+            storage=caller.storage,
+            settings=caller.settings,
+            principal=caller.principal,
+            filename=data.filename,
+            content_type=data.type,
+            metadata=data.metadata,
+        )
 
 
 @s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
-def list_uploaded_parts(
-    upload_id: str, key: KeyQuery, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> list[dict[str, Any]]:
+def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
     """The parts S3 holds already (Uppy resumes from these)."""
-    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
-    return companion.list_parts(storage=storage, recording=recording)
+    with caller.session() as session:
+        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+    return companion.list_parts(storage=caller.storage, recording=recording)
 
 
 @s3_router.get("/multipart/{upload_id}/batch", response_model=SignedBatch)
@@ -203,16 +199,16 @@ def sign_part_batch(
     upload_id: str,
     key: KeyQuery,
     part_numbers: Annotated[str, Query(alias="partNumbers", min_length=1, max_length=1000)],
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
+    caller: CallerDep,
 ) -> SignedBatch:
-    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
+    with caller.session() as session:
+        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
     try:
         numbers = [int(item) for item in part_numbers.split(",") if item.strip()]
     except ValueError:
         raise InvalidRequest("partNumbers must be comma-separated integers.", slug="invalid-part-number") from None
-    return SignedBatch(presignedUrls=companion.sign_parts(storage=storage, recording=recording, part_numbers=numbers))
+    urls = companion.sign_parts(storage=caller.storage, recording=recording, part_numbers=numbers)
+    return SignedBatch(presignedUrls=urls)
 
 
 @s3_router.get("/multipart/{upload_id}/{part_number}", response_model=SignedPart)
@@ -220,36 +216,31 @@ def sign_part(
     upload_id: str,
     part_number: int,
     key: KeyQuery,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    caller: CallerDep,
 ) -> SignedPart:
-    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
-    urls = companion.sign_parts(storage=storage, recording=recording, part_numbers=[part_number])
-    return SignedPart(url=urls[str(part_number)], expires=settings.presign_expires_seconds)
+    with caller.session() as session:
+        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+    urls = companion.sign_parts(storage=caller.storage, recording=recording, part_numbers=[part_number])
+    return SignedPart(url=urls[str(part_number)], expires=caller.settings.presign_expires_seconds)
 
 
 @s3_router.post("/multipart/{upload_id}/complete", response_model=Completed)
 def complete_multipart_upload(
     upload_id: str,
     key: KeyQuery,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
+    caller: CallerDep,
     body: Annotated[CompleteMultipart, Body()],
 ) -> dict[str, Any]:
     """Assemble the parts and verify the object exactly as ``POST /v1/recordings/{id}/complete``."""
-    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
-    return companion.complete(
-        session=session, storage=storage, recording=recording, parts=[p.model_dump() for p in body.parts]
-    )
+    parts = [p.model_dump() for p in body.parts]
+    with caller.session() as session:
+        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+        return companion.complete(session=session, storage=caller.storage, recording=recording, parts=parts)
 
 
 @s3_router.delete("/multipart/{upload_id}")
-def abort_multipart_upload(
-    upload_id: str, key: KeyQuery, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> dict[str, Any]:
-    recording = companion.owned_upload(session, principal=principal, upload_id=upload_id, key=key)
-    companion.abort(session=session, storage=storage, recording=recording)
+def abort_multipart_upload(upload_id: str, key: KeyQuery, caller: CallerDep) -> dict[str, Any]:
+    with caller.session() as session:
+        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+        companion.abort(session=session, storage=caller.storage, recording=recording)
     return {}

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 
-from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.deps import CallerDep
 from service.errors import PROBLEM_JSON
 from service.recordings import service
 from service.recordings.models import Status
@@ -31,75 +31,75 @@ RecordingId = Annotated[uuid.UUID, "recording id"]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
-def create_recording(
-    data: RecordingCreate, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> Response:
+def create_recording(data: RecordingCreate, caller: CallerDep) -> Response:
     """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
-    created = service.create_recording(
-        session=session, storage=storage, settings=settings, principal=principal, data=data
-    )
+    with caller.session() as session:
+        created = service.create_recording(
+            session=session,
+            storage=caller.storage,
+            settings=caller.settings,
+            principal=caller.principal,
+            data=data,
+        )
     return model_response(created, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", response_model=RecordingPage)
 def list_recordings(
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
 ) -> Response:
     """The caller's recordings, newest first (deleted ones only with `status=deleted`)."""
-    rows, next_cursor = service.list_recordings(
-        session=session, principal=principal, limit=limit, cursor=cursor, status=status_filter
-    )
-    service.repair_pending(session, storage, rows)
-    page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
-    session.close()  # end the read here, in this thread, rather than in another threadpool trip
+    with caller.session() as session:
+        rows, next_cursor = service.list_recordings(
+            session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
+        )
+        service.repair_pending(session, caller.storage, rows)
+        page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
     return model_response(page)
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)
-def get_recording(
-    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> Response:
-    found = service.get_owned(session, principal=principal, recording_id=recording_id)
-    service.repair_pending(session, storage, [found])
-    recording = service.to_out(found)
-    session.close()  # end the read here, in this thread, rather than in another threadpool trip
-    return model_response(recording)
+def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+    with caller.connection() as connection:
+        row = service.owned_row(connection, principal=caller.principal, recording_id=recording_id)
+    if not service.may_need_repair(row):
+        return model_response(service.row_to_out(row))
+    with caller.session() as session:
+        found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.repair_pending(session, caller.storage, [found])
+        return model_response(service.to_out(found))
 
 
 @router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
-def update_recording(
-    recording_id: uuid.UUID, data: RecordingUpdate, principal: PrincipalDep, session: SessionDep
-) -> Response:
+def update_recording(recording_id: uuid.UUID, data: RecordingUpdate, caller: CallerDep) -> Response:
     """Change the title and/or metadata; every other field is read-only."""
-    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    return model_response(service.to_out(service.update_recording(session=session, recording=recording, data=data)))
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        updated = service.to_out(service.update_recording(session=session, recording=recording, data=data))
+    return model_response(updated)
 
 
 @router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-def delete_recording(
-    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> Response:
-    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    service.delete_recording(session=session, storage=storage, recording=recording)
+def delete_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.delete_recording(session=session, storage=caller.storage, recording=recording)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{recording_id}/restore", response_model=RecordingOut, responses={409: PROBLEM})
-def restore_recording(
-    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
-) -> Response:
+def restore_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
     """Bring back a deleted recording while its version is within the retention window."""
-    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    return model_response(
-        service.to_out(
-            service.restore_recording(session=session, storage=storage, settings=settings, recording=recording)
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        restored = service.restore_recording(
+            session=session, storage=caller.storage, settings=caller.settings, recording=recording
         )
-    )
+        out = service.to_out(restored)
+    return model_response(out)
 
 
 @router.get(
@@ -107,17 +107,11 @@ def restore_recording(
     response_model=DownloadLink,
     responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
 )
-def download_recording(
-    recording_id: uuid.UUID,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    redirect: bool = False,
-) -> Response:
-    recording = service.get_owned(session, principal=principal, recording_id=recording_id)
-    service.repair_pending(session, storage, [recording])
-    url, expires = service.download_link(storage=storage, settings=settings, recording=recording)
+def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.repair_pending(session, caller.storage, [recording])
+    url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     return model_response(DownloadLink(url=url, expires_at=expires))

@@ -8,9 +8,10 @@ import fnmatch
 import json
 import uuid
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from urllib.parse import quote
 
-from sqlalchemy import and_, insert, inspect, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service import events, limits
@@ -32,24 +33,33 @@ from service.uploads import service as uploads
 
 
 def to_out(recording: Recording) -> RecordingOut:
+    return _out(recording, recording.s3_key, recording.metadata_)
+
+
+def row_to_out(row: Row | SimpleNamespace) -> RecordingOut:
+    """The same as ``to_out`` for the columns of a recordings row (a Core row, or a new row's values)."""
+    return _out(row, row.s3_key, row.metadata)
+
+
+def _out(source: Recording | Row | SimpleNamespace, key: str, metadata: dict) -> RecordingOut:
     return RecordingOut(
-        id=recording.id,
-        title=recording.title,
-        filename=recording.filename,
-        content_type=recording.content_type,
-        size_bytes=recording.size_bytes,
-        checksum_sha256=recording.checksum_sha256,
-        status=recording.status,
-        key=recording.s3_key,
-        upload_method=recording.upload_method,
-        part_size=recording.part_size,
-        part_count=recording.part_count,
-        metadata=recording.metadata_,
-        failure_reason=recording.failure_reason,
-        created_at=as_utc(recording.created_at),
-        updated_at=as_utc(recording.updated_at),
-        completed_at=as_utc(recording.completed_at),
-        deleted_at=as_utc(recording.deleted_at),
+        id=source.id,
+        title=source.title,
+        filename=source.filename,
+        content_type=source.content_type,
+        size_bytes=source.size_bytes,
+        checksum_sha256=source.checksum_sha256,
+        status=source.status,
+        key=key,
+        upload_method=source.upload_method,
+        part_size=source.part_size,
+        part_count=source.part_count,
+        metadata=metadata,
+        failure_reason=source.failure_reason,
+        created_at=as_utc(source.created_at),
+        updated_at=as_utc(source.updated_at),
+        completed_at=as_utc(source.completed_at),
+        deleted_at=as_utc(source.deleted_at),
     )
 
 
@@ -67,10 +77,30 @@ def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID
     return recording
 
 
+# Reading one recording by id: the hottest query, a Core statement built once. No statement is
+# constructed per request and no ORM object is loaded unless the recording needs a repair.
+_recordings = Recording.__table__
+_OWNED_ROW = select(_recordings).where(
+    _recordings.c.id == bindparam("recording_id"), _recordings.c.owner == bindparam("owner")
+)
+
+
+def owned_row(connection: Connection, *, principal: Principal, recording_id: uuid.UUID) -> Row:
+    """``get_owned`` as a Core row, for reads that change nothing."""
+    row = connection.execute(_OWNED_ROW, {"recording_id": recording_id, "owner": principal.tenant}).first()
+    if row is None:
+        raise NotFound()
+    return row
+
+
 # Read-repair ----------------------------------------------------------------------------------
 
 # Checks per list page: each is one HeadObject, so a page of stale uploads stays cheap.
 MAX_REPAIRS_PER_READ = 10
+
+
+def may_need_repair(recording: Recording | Row) -> bool:
+    return recording.status == Status.PENDING.value and recording.upload_method == UploadMethod.POST.value
 
 
 def repair_pending(session: Session, storage: Storage, recordings: list[Recording]) -> None:
@@ -81,9 +111,7 @@ def repair_pending(session: Session, storage: Storage, recordings: list[Recordin
     routes (get, list, download) call this; changes act on the state they were aimed at. An object
     that is not there yet leaves the recording pending.
     """
-    candidates = [
-        r for r in recordings if r.status == Status.PENDING.value and r.upload_method == UploadMethod.POST.value
-    ][:MAX_REPAIRS_PER_READ]
+    candidates = [r for r in recordings if may_need_repair(r)][:MAX_REPAIRS_PER_READ]
     for recording in candidates:
         info = uploads.inspect_object(storage=storage, recording=recording)
         if info is not None:
@@ -116,53 +144,62 @@ def create_recording(
     recording_id = uuid.uuid4()
     key = uploads.s3_key_for(principal.tenant, recording_id)
     now = utcnow()
-    recording = Recording(
-        id=recording_id,
-        owner=principal.tenant,
-        title=data.title,
-        filename=data.filename,
-        content_type=data.content_type,
-        size_bytes=data.size_bytes,
-        checksum_sha256=data.checksum_sha256,
-        s3_key=key,
-        status=Status.PENDING.value,
-        metadata_=data.metadata,
-        created_at=now,
-        updated_at=now,
-    )
+    # The new row's columns: no ORM object, so no unit of work or attribute instrumentation.
+    row = {
+        "id": recording_id,
+        "owner": principal.tenant,
+        "title": data.title,
+        "filename": data.filename,
+        "content_type": data.content_type,
+        "size_bytes": data.size_bytes,
+        "checksum_sha256": data.checksum_sha256,
+        "s3_key": key,
+        "s3_version_id": None,
+        "upload_method": UploadMethod.POST.value,
+        "upload_id": None,
+        "part_size": None,
+        "part_count": None,
+        "status": Status.PENDING.value,
+        "metadata": data.metadata,
+        "failure_reason": None,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None,
+        "deleted_at": None,
+    }
     deadline = expires_at(now, settings.presign_expires_seconds)
     if multipart:
         plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
         # Open the upload before the row exists: a failure here leaves no row behind, and an
         # upload without a row is aborted by the bucket's lifecycle rule.
         upload_id = storage.create_multipart(key=key, content_type=data.content_type)
-        recording.upload_method = UploadMethod.MULTIPART.value
-        recording.upload_id = upload_id
-        recording.part_size, recording.part_count = plan.part_size, plan.part_count
+        row.update(
+            upload_method=UploadMethod.MULTIPART.value,
+            upload_id=upload_id,
+            part_size=plan.part_size,
+            part_count=plan.part_count,
+        )
         upload: PostUpload | MultipartUpload = MultipartUpload(
             upload_id=upload_id, part_size=plan.part_size, part_count=plan.part_count, expires_at=deadline
         )
     else:
-        recording.upload_method = UploadMethod.POST.value
         post = storage.presign_post(
             key=key, content_type=data.content_type, size=data.size_bytes, checksum_sha256=data.checksum_sha256
         )
         upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
     try:
-        # A Core-level INSERT: the unit of work adds nothing for one new row but overhead.
-        session.execute(insert(Recording), [_column_values(recording)])
+        session.execute(_INSERT, row)
         session.commit()
     except Exception:
         session.rollback()
-        if recording.upload_id:
-            storage.abort_multipart(key=key, upload_id=recording.upload_id)
+        if row["upload_id"]:
+            storage.abort_multipart(key=key, upload_id=row["upload_id"])
         raise
     events.upload_transition("created")
-    return CreatedRecording(recording=to_out(recording), upload=upload)
+    return CreatedRecording(recording=row_to_out(SimpleNamespace(**row)), upload=upload)
 
 
-def _column_values(recording: Recording) -> dict:
-    return {attr.key: getattr(recording, attr.key) for attr in inspect(Recording).column_attrs}
+_INSERT = insert(_recordings)
 
 
 # Listing with keyset pagination ---------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
+from service.deps import CallerDep
 from service.errors import PROBLEM_JSON, InvalidRequest
 from service.recordings import service as recordings
 from service.recordings.schemas import RecordingOut
@@ -65,38 +65,36 @@ def parse_part_numbers(raw: str) -> list[int]:
 @router.get("/upload/parts", response_model=PartUrls)
 def sign_parts(
     recording_id: uuid.UUID,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     part_numbers: Annotated[str, Query(min_length=1, max_length=1000, examples=["1,2,3"])],
 ) -> Response:
     """Presigned PUT URLs for up to 100 parts of a multipart upload."""
-    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
-    urls = service.presign_parts(storage=storage, recording=recording, part_numbers=parse_part_numbers(part_numbers))
-    return model_response(PartUrls(urls=urls, expires_at=expires_at(utcnow(), settings.presign_expires_seconds)))
+    numbers = parse_part_numbers(part_numbers)
+    with caller.session() as session:
+        recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
+    urls = service.presign_parts(storage=caller.storage, recording=recording, part_numbers=numbers)
+    expires = expires_at(utcnow(), caller.settings.presign_expires_seconds)
+    return model_response(PartUrls(urls=urls, expires_at=expires))
 
 
 @router.get("/upload/parts/uploaded", response_model=UploadedParts)
-def list_uploaded_parts(
-    recording_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep
-) -> Response:
+def list_uploaded_parts(recording_id: uuid.UUID, caller: CallerDep) -> Response:
     """The parts S3 already holds, so an interrupted upload can resume where it stopped."""
-    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
-    return model_response(UploadedParts(parts=service.uploaded_parts(storage=storage, recording=recording)))
+    with caller.session() as session:
+        recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
+    return model_response(UploadedParts(parts=service.uploaded_parts(storage=caller.storage, recording=recording)))
 
 
 @router.post("/complete", response_model=RecordingOut)
 def complete_upload(
     recording_id: uuid.UUID,
-    principal: PrincipalDep,
-    session: SessionDep,
-    storage: StorageDep,
+    caller: CallerDep,
     body: Annotated[CompleteRequest | None, Body()] = None,
 ) -> Response:
     """Finish the upload and verify the object (size, type, checksum). Idempotent."""
-    recording = recordings.get_owned(session, principal=principal, recording_id=recording_id)
     parts = [part.model_dump() for part in body.parts] if body else None
-    return model_response(
-        recordings.to_out(service.complete_upload(session=session, storage=storage, recording=recording, parts=parts))
-    )
+    with caller.session() as session:
+        recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        completed = service.complete_upload(session=session, storage=caller.storage, recording=recording, parts=parts)
+        out = recordings.to_out(completed)
+    return model_response(out)
