@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -182,6 +182,30 @@ def dispose_engines() -> None:
         _factories.clear()
     for engine in engines:
         engine.dispose()
+
+
+@contextmanager
+def single_statement_connection(settings: Settings) -> Iterator[Connection]:
+    """A pooled connection for work that is one statement (a read by id, an insert).
+
+    On PostgreSQL each statement commits on its own (DBAPI autocommit), which saves the
+    ``BEGIN`` and the closing ``COMMIT``/``ROLLBACK``: one round trip instead of three. A single
+    statement is atomic without a transaction around it. psycopg2 switches autocommit on the
+    client alone, so switching costs no round trip (SQLAlchemy's ``isolation_level``
+    execution option would send ``SET`` commands both ways). The connection goes back to the
+    pool in its ordinary, transactional mode.
+    """
+    with get_engine(settings).connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        if connection.dialect.name != "postgresql":
+            yield connection  # SQLite: an ordinary transaction; commit as usual
+            return
+        dbapi_connection.autocommit = True
+        try:
+            yield connection
+        finally:
+            if not dbapi_connection.closed:  # a lost connection is discarded by the pool anyway
+                dbapi_connection.autocommit = False
 
 
 @contextmanager

@@ -12,6 +12,7 @@ to the pool, in the route's own worker thread.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_li
 from service.auth.principal import Principal
 from service.browser.sessions import authenticate_session, require_allowed_origin
 from service.config import Settings
-from service.db import get_engine, session_factory
+from service.db import session_factory, single_statement_connection
 from service.errors import Unauthorized
 from service.limits import enforce_rate_limit
 from service.storage import Storage
@@ -42,9 +43,9 @@ class Caller:
         """A new database session; use it as ``with caller.session() as session:``."""
         return session_factory(self.settings)()
 
-    def connection(self) -> Connection:
-        """A pooled connection for Core reads: ``with caller.connection() as connection:``."""
-        return get_engine(self.settings).connect()
+    def connection(self) -> AbstractContextManager[Connection]:
+        """A connection for one statement: ``with caller.connection() as connection:``."""
+        return single_statement_connection(self.settings)
 
 
 # Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.

@@ -28,6 +28,7 @@ from mangum import Mangum
 
 from service import events
 from service.config import Settings
+from service.heap import freeze_startup_heap
 
 Handler = Callable[[dict, Any], Any]
 
@@ -119,12 +120,17 @@ def lambda_entrypoint(function: Handler | None = None, *, correlation_id_path: s
 
 
 def lazy_handler(build: Callable[[], Handler]) -> Handler:
-    """A handler built on its first invocation (settings and app are never built at import)."""
+    """A handler built on its first invocation (settings and app are never built at import).
+
+    What building allocated lives as long as the execution environment: it is frozen out of
+    garbage collection, as the server does at start-up.
+    """
     built: list[Handler] = []
 
     def handler(event: dict, context: Any) -> Any:
         if not built:
             built.append(build())
+            freeze_startup_heap()
         return built[0](event, context)
 
     return handler

@@ -14,8 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, select
 
 from service.config import Settings
 from service.errors import ProblemError
@@ -81,7 +80,7 @@ def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
         )
 
 
-def enforce_pending_cap(session: Session, settings: Settings, tenant: str) -> None:
+def enforce_pending_cap(connection: Connection, settings: Settings, tenant: str) -> None:
     """Refuse a new upload while the tenant already has the maximum number open."""
     cap = settings.max_pending_uploads_per_tenant
     if cap <= 0:
@@ -92,7 +91,7 @@ def enforce_pending_cap(session: Session, settings: Settings, tenant: str) -> No
     open_uploads = (
         select(Recording.id).where(Recording.owner == tenant, Recording.status == Status.PENDING.value).limit(cap)
     )
-    pending = session.scalar(select(func.count()).select_from(open_uploads.subquery()))
+    pending = connection.scalar(select(func.count()).select_from(open_uploads.subquery()))
     if pending >= cap:
         raise TooManyRequests(
             f"This tenant already has {pending} uploads in progress (the limit is {cap}); complete or delete some.",

@@ -13,6 +13,7 @@ from service.browser.page import install_page
 from service.browser.router import auth_router, config_router, s3_router
 from service.config import Settings, get_settings
 from service.errors import document_problem_responses, install_error_handlers
+from service.heap import freeze_startup_heap
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from service.recordings.router import router as recordings_router
 from service.uploads.router import router as uploads_router
@@ -21,6 +22,7 @@ from service.uploads.router import router as uploads_router
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     # Nothing is created here (engines and clients are lazy); only clean up on shutdown.
+    freeze_startup_heap()
     yield
     from service.db import dispose_engines
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
@@ -69,7 +69,7 @@ def bucket_url(storage: Storage) -> str:
 def _create(
     *,
     multipart: bool,
-    session: Session,
+    connection: Connection,
     storage: Storage,
     settings: Settings,
     principal: Principal,
@@ -93,7 +93,7 @@ def _create(
             slug="use-multipart",
         )
     return recordings.create_recording(
-        session=session, storage=storage, settings=settings, principal=principal, data=data
+        connection=connection, storage=storage, settings=settings, principal=principal, data=data
     )
 
 

@@ -160,9 +160,9 @@ def sign_single_upload(
         for name, value in request.query_params.multi_items()
         if (match := _METADATA_PARAM.match(name))
     }
-    with caller.session() as session:
+    with caller.connection() as connection:
         return companion.create_single(
-            session=session,
+            connection=connection,
             storage=caller.storage,
             settings=caller.settings,
             principal=caller.principal,
@@ -174,9 +174,9 @@ def sign_single_upload(
 
 @s3_router.post("/multipart", response_model=MultipartCreated)
 def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
-    with caller.session() as session:
+    with caller.connection() as connection:
         return companion.create_multipart(
-            session=session,
+            connection=connection,
             storage=caller.storage,
             settings=caller.settings,
             principal=caller.principal,

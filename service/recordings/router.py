@@ -33,9 +33,9 @@ RecordingId = Annotated[uuid.UUID, "recording id"]
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
 def create_recording(data: RecordingCreate, caller: CallerDep) -> Response:
     """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
-    with caller.session() as session:
+    with caller.connection() as connection:
         created = service.create_recording(
-            session=session,
+            connection=connection,
             storage=caller.storage,
             settings=caller.settings,
             principal=caller.principal,

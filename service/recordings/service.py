@@ -119,7 +119,7 @@ def repair_pending(session: Session, storage: Storage, recordings: list[Recordin
 
 
 def create_recording(
-    *, session: Session, storage: Storage, settings: Settings, principal: Principal, data: RecordingCreate
+    *, connection: Connection, storage: Storage, settings: Settings, principal: Principal, data: RecordingCreate
 ) -> CreatedRecording:
     if len(data.filename) > settings.max_filename_length:
         raise InvalidRequest(f"filename must be at most {settings.max_filename_length} characters.")
@@ -133,7 +133,7 @@ def create_recording(
             f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
             slug="content-type-not-allowed",
         )
-    limits.enforce_pending_cap(session, settings, principal.tenant)
+    limits.enforce_pending_cap(connection, settings, principal.tenant)
     multipart = data.size_bytes > settings.multipart_threshold_bytes
     if multipart and data.checksum_sha256:
         raise InvalidRequest(
@@ -188,10 +188,10 @@ def create_recording(
         )
         upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
     try:
-        session.execute(_INSERT, row)
-        session.commit()
+        connection.execute(_INSERT, row)
+        connection.commit()
     except Exception:
-        session.rollback()
+        connection.rollback()
         if row["upload_id"]:
             storage.abort_multipart(key=key, upload_id=row["upload_id"])
         raise
