@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request body limit (413) and security headers on every response."""
+"""Pure ASGI middleware: request body limit (413), security headers on every response, gzip."""
 
 from __future__ import annotations
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import problem_response
@@ -41,6 +42,26 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class GZipWhenAccepted:
+    """gzip responses for clients that accept it; the others skip the compression layer.
+
+    Starlette's middleware wraps every response, compressible or not, in a responder object;
+    API clients that never send ``Accept-Encoding: gzip`` pay for that on every request.
+    """
+
+    def __init__(self, app: ASGIApp, minimum_size: int) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(
+            name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"]
+        ):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

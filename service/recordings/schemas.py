@@ -19,6 +19,8 @@ MAX_METADATA_BYTES = 16 * 1024
 
 
 def _has_control_chars(value: str) -> bool:
+    if value.isprintable():  # the common case, in C: printable excludes every category below
+        return False
     return any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in value)
 
 
