@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,13 +30,23 @@ from service.limits import enforce_rate_limit
 from service.storage import Storage
 
 
-@dataclass(frozen=True, slots=True)
 class Caller:
     """The authenticated caller of a request and what its route needs to serve it."""
 
-    principal: Principal
-    settings: Settings
-    storage: Storage
+    __slots__ = ("_storage", "principal", "settings")
+
+    def __init__(self, *, principal: Principal, settings: Settings) -> None:
+        self.principal = principal
+        self.settings = settings
+        self._storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        # Built on first use: a read by id never talks to S3, so it never needs the S3 client
+        # (whose creation is the slowest part of a cold start's first request).
+        if self._storage is None:
+            self._storage = Storage.from_settings(self.settings)
+        return self._storage
 
     def session(self) -> Session:
         """A new database session; use it as ``with caller.session() as session:``."""
@@ -128,7 +137,7 @@ async def get_caller(request: Request) -> Caller:
     principal = await authenticate(request, settings)
     request.state.principal = principal
     enforce_rate_limit(request.app.state, settings, principal.tenant)
-    return Caller(principal=principal, settings=settings, storage=Storage.from_settings(settings))
+    return Caller(principal=principal, settings=settings)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -24,6 +24,6 @@ def freeze_startup_heap() -> None:
     if _frozen:
         return
     _frozen = True
-    gc.collect()
+    # No collection first: it would walk that whole heap once, on every cold start.
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
