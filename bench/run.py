@@ -282,6 +282,20 @@ def measure_http(figures: dict[str, Figure], ctx: dict, reps: int, seconds: floa
         p99.detail = {"app_p99_ms": [x.p99_ms for x in app], "baseline_p99_ms": [x.p99_ms for x in base]}
 
 
+def _fresh_process_ratio(figure: Figure, app: Callable[[], float], base: Callable[[], float], runs: int) -> None:
+    """Median seconds of ``app`` over those of ``base``, each run in fresh processes."""
+    app_s, base_s = [], []
+    for _ in range(runs):  # interleaved, so machine noise hits both alike
+        base_s.append(base())
+        app_s.append(app())
+    figure.ratio = statistics.median(app_s) / statistics.median(base_s)
+    figure.spread = (min(app_s) / max(base_s), max(app_s) / min(base_s))
+    figure.detail = {
+        "app_median_s": round(statistics.median(app_s), 4),
+        "baseline_median_s": round(statistics.median(base_s), 4),
+    }
+
+
 def measure_import(figure: Figure, runs: int = 10) -> None:
     def timed(code: str) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -289,45 +303,30 @@ def measure_import(figure: Figure, runs: int = 10) -> None:
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
         return time.perf_counter() - started
 
-    app, base = [], []
-    for _ in range(runs):  # interleaved, so machine noise hits both alike
-        base.append(timed("import fastapi, mangum, sqlalchemy, boto3, psycopg2"))
-        app.append(timed("import handlers.api"))
-    figure.ratio = statistics.median(app) / statistics.median(base)
-    figure.spread = (min(app) / max(base), max(app) / min(base))
-    figure.detail = {
-        "app_median_s": round(statistics.median(app), 4),
-        "baseline_median_s": round(statistics.median(base), 4),
-    }
+    _fresh_process_ratio(
+        figure,
+        app=lambda: timed("import handlers.api"),
+        base=lambda: timed("import fastapi, mangum, sqlalchemy, boto3, psycopg2"),
+        runs=runs,
+    )
 
 
-COLD_CONTEXT = """
+# A fresh process times its imports and its first GET (the event is argv[1]) and prints seconds.
+COLD_SCRIPT = """
+import json, sys, time
 class Context:
     function_name, memory_limit_in_mb, aws_request_id = "bench", 1024, "bench"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-"""
-COLD_APP = (
-    COLD_CONTEXT
-    + """
-import json, sys, time
 started = time.perf_counter()
-import handlers.api
-response = handlers.api.handler(json.loads(sys.argv[1]), Context())
+{imports}
+response = {handler}(json.loads(sys.argv[1]), Context())
 assert response["statusCode"] == 200, response
 print(time.perf_counter() - started)
 """
-)
-COLD_BASELINE = (
-    COLD_CONTEXT
-    + """
-import json, sys, time
-started = time.perf_counter()
-import fastapi, mangum, sqlalchemy, boto3, psycopg2
-import bench.baseline_app
-response = mangum.Mangum(bench.baseline_app.app, lifespan="off")(json.loads(sys.argv[1]), Context())
-assert response["statusCode"] == 200, response
-print(time.perf_counter() - started)
-"""
+COLD_APP = COLD_SCRIPT.format(imports="import handlers.api", handler="handlers.api.handler")
+COLD_BASELINE = COLD_SCRIPT.format(
+    imports="import fastapi, mangum, sqlalchemy, boto3, psycopg2\nimport bench.baseline_app",
+    handler='mangum.Mangum(bench.baseline_app.app, lifespan="off")',
 )
 
 
@@ -344,16 +343,7 @@ def measure_cold_start(figure: Figure, ctx: dict, runs: int = 10) -> None:
             raise RuntimeError(f"cold start run failed: {done.stderr[-2000:]}")
         return float(done.stdout.split()[-1])
 
-    app, base = [], []
-    for _ in range(runs):
-        base.append(timed(COLD_BASELINE))
-        app.append(timed(COLD_APP))
-    figure.ratio = statistics.median(app) / statistics.median(base)
-    figure.spread = (min(app) / max(base), max(app) / min(base))
-    figure.detail = {
-        "app_median_s": round(statistics.median(app), 4),
-        "baseline_median_s": round(statistics.median(base), 4),
-    }
+    _fresh_process_ratio(figure, app=lambda: timed(COLD_APP), base=lambda: timed(COLD_BASELINE), runs=runs)
 
 
 def _percentile(samples: list[float], q: float) -> float:

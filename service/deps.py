@@ -24,7 +24,7 @@ from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_li
 from service.auth.principal import Principal
 from service.browser.sessions import authenticate_session, require_allowed_origin
 from service.config import Settings
-from service.db import session_factory, single_statement_connection
+from service.db import session_factory, session_scope, single_statement_connection
 from service.errors import Unauthorized
 from service.limits import enforce_rate_limit
 from service.storage import Storage
@@ -92,12 +92,12 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def _verify_api_key(settings: Settings, token: str) -> Principal | None:
-    with session_factory(settings)() as session:
+    with session_scope(settings) as session:
         return authenticate_api_key(session, token)
 
 
 def _verify_session_cookie(settings: Settings, cookie: str) -> Principal | None:
-    with session_factory(settings)() as session:
+    with session_scope(settings) as session:
         found = authenticate_session(session, cookie)
     return found[0] if found else None
 

@@ -119,14 +119,26 @@ def record_upload(outcome: str) -> None:
         # Bounded label values; an unknown outcome is a bug, but metrics must never fail a request.
         logger.warning("unknown upload outcome %r counted as 'other'", outcome)
         outcome = "other"
-    child = _upload_counters.get(outcome)
-    if child is None:
-        child = _upload_counters[outcome] = UPLOADS.labels(outcome=outcome)
-    child.inc()
+    _upload_counters[outcome].inc()
 
 
-# Labelled children by label values: ``labels()`` takes a lock and builds a key on every call.
-_upload_counters: dict[str, Counter] = {}
+class _Children(dict):
+    """Labelled children of a metric by label values, created on first use.
+
+    ``labels()`` takes a lock and builds a key on every call; a dictionary lookup does neither.
+    The label values are bounded (outcomes, methods x route templates x status codes).
+    """
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key):
+        child = self[key] = self._make(key)
+        return child
+
+
+_upload_counters = _Children(lambda outcome: UPLOADS.labels(outcome=outcome))
 
 
 # --- database pool -------------------------------------------------------------------------
@@ -319,20 +331,13 @@ class PrometheusMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # Children by label values (bounded: methods x route templates x status codes), so a
-        # request does dictionary lookups instead of ``labels()`` calls.
-        self._in_flight: dict[str, Gauge] = {}
-        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-    def _series_for(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-        key = (method, route, status)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = (
-                REQUESTS.labels(method=method, route=route, status=str(status)),
-                LATENCY.labels(method=method, route=route),
+        self._in_flight = _Children(lambda method: IN_FLIGHT.labels(method=method))
+        self._series = _Children(
+            lambda key: (
+                REQUESTS.labels(method=key[0], route=key[1], status=str(key[2])),
+                LATENCY.labels(method=key[0], route=key[1]),
             )
-        return series
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -341,9 +346,7 @@ class PrometheusMiddleware:
         method = scope["method"]
         root_path_before = scope.get("root_path", "")
         status = 500  # an exception escaping before the response starts becomes a 500 upstream
-        in_flight = self._in_flight.get(method)
-        if in_flight is None:
-            in_flight = self._in_flight[method] = IN_FLIGHT.labels(method=method)
+        in_flight = self._in_flight[method]
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -357,7 +360,7 @@ class PrometheusMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
-            requests, latency = self._series_for(method, _route_template(scope, root_path_before), status)
+            requests, latency = self._series[method, _route_template(scope, root_path_before), status]
             requests.inc()
             latency.observe(elapsed)
             in_flight.dec()

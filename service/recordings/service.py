@@ -77,12 +77,13 @@ def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID
     return recording
 
 
-# Reading one recording by id: the hottest query, a Core statement built once. No statement is
-# constructed per request and no ORM object is loaded unless the recording needs a repair.
+# The hottest statements, Core and built once: reading one recording by id (no ORM object is
+# loaded unless the recording needs a repair) and inserting a new one.
 _recordings = Recording.__table__
 _OWNED_ROW = select(_recordings).where(
     _recordings.c.id == bindparam("recording_id"), _recordings.c.owner == bindparam("owner")
 )
+_INSERT = insert(_recordings)
 
 
 def owned_row(connection: Connection, *, principal: Principal, recording_id: uuid.UUID) -> Row:
@@ -197,9 +198,6 @@ def create_recording(
         raise
     events.upload_transition("created")
     return CreatedRecording(recording=row_to_out(SimpleNamespace(**row)), upload=upload)
-
-
-_INSERT = insert(_recordings)
 
 
 # Listing with keyset pagination ---------------------------------------------------------------

@@ -30,16 +30,21 @@ def _event(settings, key: str):
         return None if recording is None else recording.status
 
 
+def _uploaded(api, key, kind: str) -> dict:
+    """A recording whose bytes are in S3 and not yet completed: one POST, or three parts."""
+    if kind == "single":
+        return upload_single(api, key, payload(100))["recording"]
+    data = payload(11 * MiB)
+    recording = create(api, key, size=len(data))["recording"]
+    put_parts(api, key, recording, data, [1, 2, 3])
+    return recording
+
+
 @pytest.mark.parametrize("kind", ["single", "multipart"])
 def test_twenty_completes_and_duplicate_events_make_one_transition(settings, alice_key, transitions, kind):
     before = _counter("completed")
     with client_for(settings) as api:
-        if kind == "single":
-            recording = upload_single(api, alice_key, payload(100))["recording"]
-        else:
-            data = payload(11 * MiB)
-            recording = create(api, alice_key, size=len(data))["recording"]
-            put_parts(api, alice_key, recording, data, [1, 2, 3])
+        recording = _uploaded(api, alice_key, kind)
         barrier = threading.Barrier(WORKERS * 2)
 
         def call_complete(_):
@@ -88,12 +93,7 @@ def _kill_process_state(settings) -> None:
 @pytest.mark.parametrize("kind", ["single", "multipart"])
 def test_process_killed_between_upload_and_complete_is_reconciled(settings, alice_key, recover_by, kind):
     with client_for(settings) as api:
-        if kind == "single":
-            recording = upload_single(api, alice_key, payload(100))["recording"]
-        else:
-            data = payload(11 * MiB)
-            recording = create(api, alice_key, size=len(data))["recording"]
-            put_parts(api, alice_key, recording, data, [1, 2, 3])
+        recording = _uploaded(api, alice_key, kind)
     _kill_process_state(settings)
     if kind == "multipart" or recover_by == "complete":
         # A multipart object exists only once assembled: the client's retried complete does it.
