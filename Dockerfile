@@ -12,6 +12,15 @@ RUN python -m venv /opt/venv \
     # Byte-compiled at build time: the non-root user cannot write .pyc files at run time.
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
+# ---- dbca: the CA bundle for sslmode=verify-full to the database ----
+# RDS instances present certificates of the RDS CAs (AWS's global bundle); RDS Proxy presents an
+# ACM certificate that chains to the public Amazon roots. One file trusts both.
+FROM python:3.11.11-slim-bookworm AS dbca
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /tmp/rds-global-bundle.pem
+RUN mkdir -p /opt/recordings \
+    && cat /tmp/rds-global-bundle.pem /etc/ssl/certs/ca-certificates.crt > /opt/recordings/db-ca-bundle.pem \
+    && grep -q "Amazon RDS" /opt/recordings/db-ca-bundle.pem
+
 # ---- server: non-root uvicorn, workers from WEB_CONCURRENCY, port from PORT ----
 FROM python:3.11.11-slim-bookworm AS server
 LABEL org.opencontainers.image.title="recordings-service" \
@@ -29,6 +38,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
+COPY --from=dbca /opt/recordings/db-ca-bundle.pem /opt/recordings/db-ca-bundle.pem
 WORKDIR /app
 COPY --chown=root:root service/ service/
 COPY --chown=root:root migrations/ migrations/
@@ -54,4 +64,5 @@ COPY service/ ${LAMBDA_TASK_ROOT}/service/
 COPY handlers/ ${LAMBDA_TASK_ROOT}/handlers/
 COPY migrations/ ${LAMBDA_TASK_ROOT}/migrations/
 COPY alembic.ini ${LAMBDA_TASK_ROOT}/
+COPY --from=dbca /opt/recordings/db-ca-bundle.pem /opt/recordings/db-ca-bundle.pem
 CMD ["handlers.api.handler"]

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt requirements-ops.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 
-.PHONY: install node run test lint fmt migrate bench synth clean
+.PHONY: install node pooler run test lint fmt migrate bench synth clean
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,12 +33,18 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 node: $(NODE_STAMP) $(WEB_STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 
+# PgBouncer (Debian's package), the tests' stand-in for RDS Proxy. Installing it needs root.
+pooler:
+	test -x /usr/sbin/pgbouncer || (apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer)
+
 ## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
 run: install
 	$(PY) -m service dev
 
-## Lint, then the whole test suite against the local PostgreSQL (TEST_DATABASE_URL) and moto.
-test: install node lint
+## Lint, then the whole test suite against PostgreSQL 18 (the production major, started by
+## tests/pg_server.py unless TEST_DATABASE_URL names a server), PgBouncer and moto.
+test: install node pooler lint
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$($(PY) -m tests.pg_server start)}" \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pytest
 
 lint: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cdk.config import DeploymentConfig
+from cdk.constructs.database import DB_CA_BUNDLE
 
 
 def app_environment(
@@ -25,6 +26,9 @@ def app_environment(
         "DATABASE_HOST": database_host,
         "DATABASE_PORT": str(database_port),
         "DATABASE_NAME": config.database.database_name,
+        # TLS with the certificate and host name verified, against the bundle the image ships.
+        "DATABASE_SSLMODE": "verify-full",
+        "DATABASE_SSLROOTCERT": DB_CA_BUNDLE,
         "S3_BUCKET": bucket_name,
         "CORS_ORIGINS": ",".join(config.cors_origins),
         "LOG_LEVEL": app.log_level,

@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from service.config import get_settings
-from service.db import database_url
+from service.db import database_url, owner_settings
 from service.models import Base
 
 config = context.config
@@ -26,7 +26,7 @@ def _configure(connection) -> None:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=database_url(get_settings()).render_as_string(hide_password=False),
+        url=database_url(owner_settings(get_settings())).render_as_string(hide_password=False),
         target_metadata=target_metadata,
         literal_binds=True,
         compare_type=True,
@@ -42,7 +42,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(database_url(get_settings()))
+    engine = create_engine(database_url(owner_settings(get_settings())))
     try:
         with engine.connect() as connection:
             _configure(connection)

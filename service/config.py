@@ -47,15 +47,28 @@ class Settings(BaseSettings):
     root_path: str = ""
 
     # Database: a URL, or a Secrets Manager secret holding username/password (+ host/port/dbname).
+    # These are the application role's credentials (read and write rows, no DDL). Migrations run
+    # with the owner's credentials when DATABASE_MIGRATION_URL or ..._SECRET_ARN is set, and then
+    # also create the application role, grant it its rights and set the statement timeout.
     database_url: SecretStr = SecretStr(LOCAL_DATABASE_URL)
     database_secret_arn: str | None = None
+    database_migration_url: SecretStr | None = None
+    database_migration_secret_arn: str | None = None
+    # TLS to the database: libpq's sslmode ("verify-full" in AWS, with the RDS and Amazon root CA
+    # bundle that the images ship) and the CA file. Unset: libpq's defaults (local runs, tests).
+    database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    database_sslrootcert: str | None = None
     database_host: str | None = None
     database_port: int = 5432
     database_name: str = "recordings"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # A full ping (SELECT 1) before every checkout; off by default, since every checkout already
+    # checks the socket (no round trip) and drops connections the server has closed.
     db_pool_pre_ping: bool = False
+    # Set on the database by the migration (ALTER DATABASE ... SET), never as a startup option:
+    # RDS Proxy refuses startup options, and a session-level SET would pin proxy connections.
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     # Storage.
@@ -124,6 +137,10 @@ class Settings(BaseSettings):
     @field_validator(
         "s3_endpoint_url",
         "database_secret_arn",
+        "database_migration_secret_arn",
+        "database_sslrootcert",
+        "database_sslmode",
+        "database_migration_url",
         "database_host",
         "jwt_issuer",
         "jwt_audience",

@@ -1,15 +1,22 @@
-"""Engine and session factory. The pool is chosen per runtime: pooled on a server, a single
-pre-pinged connection on Lambda (meant to sit behind RDS Proxy)."""
+"""Engine and session factory. The pool is chosen per runtime: pooled on a server, a connection
+per invocation on Lambda (meant to sit behind RDS Proxy).
+
+Nothing here sends libpq startup ``options`` or session-level ``SET``: RDS Proxy refuses the
+first and pins connections for the second. The statement timeout is a database setting that the
+migration sets (service/migrate.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -29,15 +36,34 @@ def database_url(settings: Settings) -> URL:
         from service.secrets import database_credentials
 
         creds = database_credentials(settings.database_secret_arn)
+        # DATABASE_HOST wins over the secret's host: a secret attached to the instance names the
+        # instance, while the Lambda functions must go through RDS Proxy.
+        if settings.database_host:
+            host, port = settings.database_host, settings.database_port
+        else:
+            host, port = creds.get("host"), int(creds.get("port") or settings.database_port)
         return URL.create(
             "postgresql+psycopg2",
             username=creds["username"],
             password=creds["password"],
-            host=creds.get("host") or settings.database_host,
-            port=int(creds.get("port") or settings.database_port),
+            host=host,
+            port=port,
             database=creds.get("dbname") or settings.database_name,
         )
     return with_driver(make_url(settings.database_url.get_secret_value()))
+
+
+def owner_settings(settings: Settings) -> Settings:
+    """The settings to run migrations with: the owner's credentials where they are configured
+    apart from the application's, else ``settings`` itself."""
+    if settings.database_migration_secret_arn:
+        update: dict = {"database_secret_arn": settings.database_migration_secret_arn}
+    elif settings.database_migration_url is not None:
+        update = {"database_url": settings.database_migration_url, "database_secret_arn": None}
+    else:
+        return settings
+    update.update(database_migration_secret_arn=None, database_migration_url=None)
+    return settings.model_copy(update=update)
 
 
 def with_driver(url: URL) -> URL:
@@ -50,20 +76,24 @@ def with_driver(url: URL) -> URL:
 def _engine_options(url: URL, settings: Settings) -> dict:
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"check_same_thread": False, "timeout": 15}}
+    connect_args: dict = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "application_name": "recordings",
+    }
+    if settings.database_sslmode:
+        connect_args["sslmode"] = settings.database_sslmode
+    if settings.database_sslrootcert:
+        connect_args["sslrootcert"] = settings.database_sslrootcert
     options: dict = {
-        # No ping per checkout (a round trip on every request): a connection that turns out to
-        # be dead fails that one request with 503 and invalidates the whole pool, so the next
-        # requests reconnect. Keepalives find dead peers on idle connections.
+        # No ping per checkout by default (a round trip on every request): the checkout listener
+        # (_drop_closed_connections) finds connections the server closed without one. Keepalives
+        # find dead peers on idle connections.
         "pool_pre_ping": settings.db_pool_pre_ping,
-        "connect_args": {
-            "connect_timeout": 5,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-            "application_name": "recordings",
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-        },
+        "connect_args": connect_args,
     }
     if settings.runtime == "lambda":
         options["poolclass"] = NullPool
@@ -105,10 +135,43 @@ def _build_engine(settings: Settings) -> Engine:
             cursor.execute("PRAGMA busy_timeout=15000")
             cursor.close()
 
+    else:
+        _drop_closed_connections(engine)
     if settings.database_secret_arn:
         _use_current_secret(engine, settings.database_secret_arn)
     metrics.track_pool(engine)
     return engine
+
+
+_CLOSED_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP
+
+
+def _drop_closed_connections(engine: Engine) -> None:
+    """Never hand out a pooled connection that the server has closed.
+
+    A failover, an RDS Proxy restart or a maintenance reboot closes every connection; the server
+    says so (a FATAL message, then end of stream) while the connection sits idle in the pool.
+    An idle connection has nothing to read, so a readable socket means it was closed or the
+    server has something to say: only then does the checkout cost a round trip (``SELECT 1``),
+    and when that fails the pool replaces the connection (``DisconnectionError``) before the
+    request uses it. Checking the socket is one system call, not a round trip.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _check_socket(dbapi_connection, _record, _proxy):
+        if dbapi_connection.closed:
+            raise DisconnectionError("the pooled connection was closed")
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), _CLOSED_EVENTS)
+        if not poller.poll(0):
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            metrics.record_stale_connection()
+            raise DisconnectionError("the server closed the pooled connection") from exc
 
 
 def _use_current_secret(engine: Engine, secret_arn: str) -> None:

@@ -90,6 +90,11 @@ for _outcome in UPLOAD_OUTCOMES:
     # Exported as 0 from the start so rate() works before the first transition.
     UPLOADS.labels(outcome=_outcome)
 
+DB_STALE_CONNECTIONS = Counter(
+    "db_stale_connections_total",
+    "Pooled database connections found closed by the server at checkout and replaced",
+)
+
 POOL_METRICS = {
     "db_pool_size": "Configured number of persistent connections in the SQLAlchemy pool",
     "db_pool_max_overflow": "Connections the pool may open beyond its size",
@@ -104,6 +109,7 @@ EXPORTED_METRICS = frozenset(
         "http_request_duration_seconds",
         "http_requests_in_progress",
         "recordings_uploads_total",
+        "db_stale_connections_total",
         *POOL_METRICS,
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -120,6 +126,10 @@ def record_upload(outcome: str) -> None:
         logger.warning("unknown upload outcome %r counted as 'other'", outcome)
         outcome = "other"
     _upload_counters[outcome].inc()
+
+
+def record_stale_connection() -> None:
+    DB_STALE_CONNECTIONS.inc()
 
 
 class _Children(dict):

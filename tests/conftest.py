@@ -1,7 +1,11 @@
 """Shared fixtures: a real PostgreSQL database per run, moto's S3 server on loopback.
 
-TEST_DATABASE_URL points at a server where the run may create a database (default: the local
-PostgreSQL as user postgres). The run creates ``recordings_test_<random>`` and drops it at the end.
+TEST_DATABASE_URL points at a server where the run may create a database and roles, as a
+superuser (default: the local PostgreSQL as user postgres; ``make test`` points it at the
+PostgreSQL 18 cluster that ``tests/pg_server.py`` runs). The run creates
+``recordings_test_<random>``, migrates it as its owner, and the app connects as a role of its own,
+``recordings_app_<random>``, with the rights the migration grants it (rows, no DDL), as in AWS.
+Both are dropped at the end.
 """
 
 from __future__ import annotations
@@ -31,15 +35,42 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    from service.db import dispose_engines
+def _run_database() -> Iterator[tuple[str, str]]:
+    """(owner URL, application URL) of the run's database; the database is dropped before the
+    application role, which may only go once nothing grants it anything."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from service.db import dispose_engines, with_driver
     from service.devrun import scratch_database
 
-    with scratch_database(BASE_DATABASE_URL, "recordings_test") as url:
+    role = f"recordings_app_{uuid.uuid4().hex[:8]}"
+    try:
+        with scratch_database(BASE_DATABASE_URL, "recordings_test") as owner_url:
+            app_url = make_url(owner_url).set(username=role, password=None)
+            try:
+                yield owner_url, app_url.render_as_string(hide_password=False)
+            finally:
+                dispose_engines()
+    finally:
+        server = create_engine(with_driver(make_url(BASE_DATABASE_URL)), isolation_level="AUTOCOMMIT")
         try:
-            yield url
+            with server.connect() as connection:
+                connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         finally:
-            dispose_engines()
+            server.dispose()
+
+
+@pytest.fixture(scope="session")
+def owner_database_url(_run_database: tuple[str, str]) -> str:
+    """The run's database, as its owner (the migration's credentials)."""
+    return _run_database[0]
+
+
+@pytest.fixture(scope="session")
+def database_url(_run_database: tuple[str, str]) -> str:
+    """The run's database, as the application role (created by the migration)."""
+    return _run_database[1]
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +98,25 @@ def make_settings(database_url: str, s3_endpoint: str, **overrides) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def migrated(database_url: str, s3_endpoint: str) -> str:
+def migrated(database_url: str, owner_database_url: str, s3_endpoint: str) -> str:
+    """Migrate as the owner; the migration creates the app role. Returns the app's URL."""
     from service import migrate
 
-    migrate.upgrade(make_settings(database_url, s3_endpoint))
+    migrate.upgrade(make_settings(database_url, s3_endpoint, database_migration_url=owner_database_url))
     return database_url
+
+
+@pytest.fixture(scope="session")
+def owner_engine(migrated: str, owner_database_url: str):
+    """An engine with the owner's rights, for test set-up the app may not do (TRUNCATE, DDL)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from service.db import with_driver
+
+    engine = create_engine(with_driver(make_url(owner_database_url)))
+    yield engine
+    engine.dispose()
 
 
 def create_bucket(settings: Settings) -> None:
@@ -81,13 +126,11 @@ def create_bucket(settings: Settings) -> None:
 
 
 @pytest.fixture
-def settings(migrated: str, s3_endpoint: str) -> Iterator[Settings]:
+def settings(migrated: str, s3_endpoint: str, owner_engine) -> Iterator[Settings]:
     settings = make_settings(migrated, s3_endpoint)
     create_bucket(settings)
     yield settings
-    from service.db import get_engine
-
-    with get_engine(settings).begin() as connection:
+    with owner_engine.begin() as connection:
         connection.execute(text("TRUNCATE recordings, api_keys"))
 
 
@@ -147,3 +190,24 @@ def alice(settings: Settings) -> Tenant:
 @pytest.fixture
 def bob(settings: Settings) -> Tenant:
     return new_tenant(settings, "bob")
+
+
+@pytest.fixture(scope="session")
+def pooler(migrated: str):
+    """PgBouncer in transaction-pooling mode in front of the run's database: the stand-in for
+    RDS Proxy (tests/pg_server.py). Started once per run, stopped at its end."""
+    from sqlalchemy.engine import make_url
+
+    from tests.pg_server import SUPERUSER, pgbouncer
+
+    url = make_url(migrated)
+    with pgbouncer(url.host or "127.0.0.1", url.port or 5432, {url.username: "", SUPERUSER: ""}) as bouncer:
+        yield bouncer
+
+
+def through_pooler(settings: Settings, bouncer) -> Settings:
+    """``settings`` with the database reached through ``bouncer``."""
+    from pydantic import SecretStr
+
+    url = bouncer.url_for(settings.database_url.get_secret_value())
+    return settings.model_copy(update={"database_url": SecretStr(url)})

@@ -63,7 +63,7 @@ class BackendStack(Stack):
             runtime="lambda",
             database_host=db_host,
             database_port=db_port,
-            database_secret_arn=database.secret.secret_arn,
+            database_secret_arn=database.app_secret.secret_arn,
             bucket_name=storage.bucket_name,
             db_pool_size=1,
             db_max_overflow=0,
@@ -77,6 +77,8 @@ class BackendStack(Stack):
             "log_retention": retention,
         }
 
+        # The migration runs as the owner (master secret) and keeps the app's role in step with
+        # the app's secret, so it reads both; nothing else reads the master secret.
         self.migrate = AppFunction(
             self,
             "Migrate",
@@ -85,9 +87,13 @@ class BackendStack(Stack):
             reserved_concurrency=1,
             timeout=Duration.minutes(10),
             retry_attempts=0,
-            **common,
+            **{
+                **common,
+                "environment": {**environment, "DATABASE_MIGRATION_SECRET_ARN": database.master_secret.secret_arn},
+            },
         )
         database.grant_secret_read(self.migrate.function)
+        database.grant_owner_secret_read(self.migrate.function)
         self.migration = DatabaseMigration(
             self, "Migration", on_event_handler=self.migrate.function, log_retention=retention
         )

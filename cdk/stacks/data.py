@@ -59,7 +59,8 @@ class DataStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Recordings bucket")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Push the server image here")
         CfnOutput(self, "DatabaseEndpoint", value=self.database.endpoint_host)
-        CfnOutput(self, "DatabaseSecretArn", value=self.database.secret.secret_arn)
+        CfnOutput(self, "DatabaseSecretArn", value=self.database.app_secret.secret_arn)
+        CfnOutput(self, "DatabaseMasterSecretArn", value=self.database.master_secret.secret_arn)
 
         self._acknowledge(config)
 

@@ -39,7 +39,7 @@ class Ec2ServiceStack(Stack):
             runtime="server",
             database_host=database.endpoint_host,
             database_port=config.database.port,
-            database_secret_arn=database.secret.secret_arn,
+            database_secret_arn=database.app_secret.secret_arn,
             bucket_name=storage.bucket_name,
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,

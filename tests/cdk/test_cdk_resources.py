@@ -29,7 +29,6 @@ def test_database_is_encrypted_backed_up_and_private(profile) -> None:
                     "MultiAZ": profile.profile == "prod",
                     "DeletionProtection": profile.profile == "prod",
                     "Port": str(cfg.port),
-                    "ManageMasterUserPassword": True,
                     "PubliclyAccessible": False,
                     "EnablePerformanceInsights": True,
                     "EnableCloudwatchLogsExports": ["postgresql", "upgrade"],

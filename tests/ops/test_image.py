@@ -195,3 +195,14 @@ def test_image_command_starts_serves_health_and_stops_gracefully(stages, tmp_pat
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+def test_both_images_ship_the_database_ca_bundle_the_stacks_point_at(stages):
+    """sslmode=verify-full needs the CA file that DATABASE_SSLROOTCERT names in both images."""
+    from cdk.constructs.database import DB_CA_BUNDLE
+
+    fetched = stages["dbca"].all("ADD")
+    assert any("https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in args.split() for args in fetched)
+    for name in ("server", "lambda"):
+        copies = [args.split() for args in stages[name].all("COPY")]
+        assert ["--from=dbca", DB_CA_BUNDLE, DB_CA_BUNDLE] in copies, name

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service.db import get_engine, reset_engine
+from service.db import reset_engine
 from service.logging_config import JsonFormatter
 from service.main import create_app
 from tests.api.uploading import payload, post_form
@@ -20,10 +20,10 @@ from tests.reliability.proxy import TcpProxy
 
 
 @pytest.fixture
-def password_settings(settings):
+def password_settings(settings, owner_engine):
     """The test database reached as a role that has a password (sent even where trust applies)."""
     role, password = f"rec_log_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
-    admin = get_engine(settings)
+    admin = owner_engine
     with admin.begin() as connection:
         connection.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
         connection.execute(text(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"))
