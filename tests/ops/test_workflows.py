@@ -5,11 +5,12 @@ rollout, health check, rollback, scans, the scheduled drift check."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
+import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.ops.conftest import REPO, tool
@@ -40,24 +41,134 @@ def test_workflows_match_the_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dependabot_covers_every_ecosystem():
-    path = REPO / ".github" / "dependabot.yml"
-    result = _schema("vendor.dependabot", path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    ecosystems = {update["package-ecosystem"] for update in yaml.safe_load(path.read_text())["updates"]}
-    assert {"pip", "npm", "docker", "github-actions"} <= ecosystems
-
-
 def _all_steps(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
 
 
-@pytest.mark.parametrize("path", [CI_CD, MAINTENANCE])
-def test_actions_are_pinned_to_full_versions(path):
-    for step in _all_steps(_load(path)):
-        if "uses" in step:
-            action, _, version = step["uses"].partition("@")
-            assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), f"{action} is not pinned to a full version: {version}"
+def _manifest_directories() -> dict[str, set[str]]:
+    """Directories holding a manifest of each Dependabot ecosystem, as Dependabot names them."""
+    skip = {"node_modules", ".venv", ".git", "cdk.out"}
+    patterns = {
+        "pip": r"requirements[\w-]*\.txt",
+        "npm": r"package\.json",
+        "docker": r"Dockerfile",
+        "docker-compose": r"(docker-)?compose\.ya?ml",
+    }
+    found: dict[str, set[str]] = {ecosystem: set() for ecosystem in patterns}
+    for path in REPO.rglob("*"):
+        relative = path.relative_to(REPO)
+        if skip & set(relative.parts) or not path.is_file():
+            continue
+        for ecosystem, pattern in patterns.items():
+            if re.fullmatch(pattern, path.name):
+                found[ecosystem].add("/" + str(relative.parent).removeprefix("."))
+    return {ecosystem: {d.rstrip("/") or "/" for d in dirs} for ecosystem, dirs in found.items()}
+
+
+def test_dependabot_covers_every_manifest():
+    path = REPO / ".github" / "dependabot.yml"
+    result = _schema("vendor.dependabot", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    updates = yaml.safe_load(path.read_text())["updates"]
+    covered = {(u["package-ecosystem"], u["directory"].rstrip("/") or "/") for u in updates}
+    manifests = _manifest_directories()
+    assert {"/", "/web"} <= manifests["npm"], manifests
+    assert {"/", "/ops"} <= manifests["pip"], manifests
+    for ecosystem, directories in manifests.items():
+        for directory in directories:
+            assert (ecosystem, directory) in covered, f"Dependabot does not update {ecosystem} in {directory}"
+    assert ("github-actions", "/") in covered
+
+
+def _pins_module():
+    spec = importlib.util.spec_from_file_location("check_action_pins", REPO / "ops" / "ci" / "check_action_pins.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+PINS = _pins_module()
+
+
+def test_every_action_is_pinned_to_the_locked_commit_with_its_version():
+    uses = PINS.workflow_uses()
+    assert len(uses) >= 20, "the workflows' uses: lines were not found"
+    assert PINS.offline_problems(uses, PINS.load_lock()) == []
+    for use in uses:
+        assert re.fullmatch(r"[0-9a-f]{40}", use.ref), use
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", use.comment or ""), f"{use.action}: version comment {use.comment!r}"
+
+
+def test_trivy_is_a_current_v_prefixed_release():
+    version = PINS.load_lock()["aquasecurity/trivy-action"]["version"]
+    major, minor, _ = (int(part) for part in version.removeprefix("v").split("."))
+    # 0.28.0 and the other old tags were withdrawn; the releases since carry a `v` prefix.
+    assert version.startswith("v")
+    assert (major, minor) >= (0, 35)
+
+
+def test_pin_check_rejects_tags_stale_commits_and_wrong_comments(tmp_path):
+    lock = PINS.load_lock()
+    commit = lock["actions/checkout"]["commit"]
+    workflows = tmp_path / "workflows"
+    workflows.mkdir()
+    (workflows / "ci.yml").write_text(
+        "jobs:\n  a:\n    steps:\n"
+        "      - uses: actions/checkout@v7.0.1\n"
+        f"      - uses: actions/checkout@{'0' * 40} # v7.0.1\n"
+        f"      - uses: actions/checkout@{commit} # v6.0.0\n"
+        f"      - uses: actions/checkout@{commit} # v7.0.1\n"
+        f"      - uses: some/unknown@{commit} # v1.0.0\n"
+    )
+    problems = PINS.offline_problems(PINS.workflow_uses(workflows), {"actions/checkout": lock["actions/checkout"]})
+    assert len(problems) == 4, problems
+    assert "not a full commit SHA" in problems[0]
+    assert "but actions-lock.yml has" in problems[1]
+    assert "version comment 'v6.0.0'" in problems[2]
+    assert "not in actions-lock.yml" in problems[3]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t"}
+    env |= {"GIT_COMMITTER_EMAIL": "t@example.com", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_remote_check_resolves_annotated_tags_and_finds_withdrawn_ones(tmp_path):
+    """--remote against a local repository standing in for GitHub: an annotated tag resolves to
+    its commit (not the tag object); a withdrawn or re-created tag fails."""
+    repo = tmp_path / "acme" / "scan-action"
+    repo.mkdir(parents=True)
+    _git("init", "-q", cwd=repo)
+    _git("commit", "-q", "--allow-empty", "-m", "one", cwd=repo)
+    _git("tag", "-a", "v1.0.0", "-m", "release", cwd=repo)
+    first = _git("rev-parse", "HEAD", cwd=repo)
+    base = tmp_path.as_uri()
+    good = {"acme/scan-action": {"version": "v1.0.0", "commit": first}}
+    assert PINS.remote_problems(good, git_base=base) == []
+    withdrawn = {"acme/scan-action": {"version": "0.9.0", "commit": first}}
+    assert PINS.remote_problems(withdrawn, git_base=base) == ["acme/scan-action: tag 0.9.0 does not exist"]
+    _git("commit", "-q", "--allow-empty", "-m", "two", cwd=repo)
+    _git("tag", "-f", "-a", "v1.0.0", "-m", "re-created", cwd=repo)
+    (problem,) = PINS.remote_problems(good, git_base=base)
+    assert f"is commit {_git('rev-parse', 'HEAD', cwd=repo)}, not {first}" in problem
+
+
+def test_lint_job_checks_the_pins_against_github():
+    steps = _load(CI_CD)["jobs"]["lint"]["steps"]
+    assert any(step.get("run") == "python ops/ci/check_action_pins.py --remote" for step in steps)
+
+
+def test_workflow_tests_run_against_postgresql_18_and_the_lambda_python():
+    jobs = _load(CI_CD)["jobs"]
+    assert jobs["test"]["services"]["postgres"]["image"].startswith("postgres:18.")
+    lambda_base = re.search(
+        r"^FROM public\.ecr\.aws/lambda/python:(\S+) AS lambda", (REPO / "Dockerfile").read_text(), re.M
+    )
+    assert lambda_base, "the lambda target should use the AWS Lambda Python base image"
+    assert _load(CI_CD)["env"]["PYTHON_VERSION"] == lambda_base[1]
+    assert tuple(int(p) for p in lambda_base[1].split(".")) >= (3, 12), "Python 3.11's image runs Amazon Linux 2"
 
 
 def test_pipeline_stages():
