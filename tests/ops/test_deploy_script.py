@@ -437,7 +437,8 @@ def test_ssm_comment_fits_the_service_limit_for_any_repository(ci):
     result = ci.rollout("deploy", f"{long_repository}@{NEW_DIGEST}")
     assert result.returncode == 0, result.stderr
     comments = [re.search(r"--comment (.*?) --timeout-seconds", c)[1] for c in ci.calls() if "send-command" in c]
-    assert comments and all(NEW_DIGEST[:19] in c and len(c) <= 100 for c in comments)
+    assert comments
+    assert all(NEW_DIGEST[:19] in c and len(c) <= 100 for c in comments)
 
 
 def test_rollout_refuses_a_tag(ci):
