@@ -25,7 +25,7 @@ HEALTH_ATTEMPTS=${RECORDINGS_HEALTH_ATTEMPTS:-45}
 HEALTH_INTERVAL=${RECORDINGS_HEALTH_INTERVAL:-2}
 PROBE_TIMEOUT=3
 STOP_TIMEOUT=${RECORDINGS_STOP_TIMEOUT:-30}
-PULL_TIMEOUT=${RECORDINGS_PULL_TIMEOUT:-300}
+PULL_TIMEOUT=${RECORDINGS_PULL_TIMEOUT:-180}
 # The boot-time unit from the launch template's user data; the first deploy takes over from it.
 SYSTEMD_UNIT=${RECORDINGS_SYSTEMD_UNIT-recordings.service}
 # Extra `docker run` arguments, e.g. the awslogs log driver options (word-split on purpose):

@@ -22,9 +22,9 @@ SSM_DELIVERY_TIMEOUT=${ROLLOUT_SSM_DELIVERY_TIMEOUT:-120}
 # get-command-invocation answers InvocationDoesNotExist for a moment after send-command.
 SSM_REGISTER_WAIT=${ROLLOUT_SSM_REGISTER_WAIT:-60}
 # Draining ends after the target group's deregistration delay (30 s) at the latest.
-DRAIN_TIMEOUT=${ROLLOUT_DRAIN_TIMEOUT:-120}
+DRAIN_TIMEOUT=${ROLLOUT_DRAIN_TIMEOUT:-90}
 # Registration: the health check's interval x healthy threshold, plus slack.
-HEALTHY_TIMEOUT=${ROLLOUT_HEALTHY_TIMEOUT:-300}
+HEALTHY_TIMEOUT=${ROLLOUT_HEALTHY_TIMEOUT:-180}
 HEALTH_ATTEMPTS=${ROLLOUT_HEALTH_ATTEMPTS:-20}
 HEALTH_INTERVAL=${ROLLOUT_HEALTH_INTERVAL:-6}
 CONTAINER_PORT=${ROLLOUT_CONTAINER_PORT:-8000}

@@ -21,6 +21,7 @@ STATE = Path(os.environ["FAKE_AWS_STATE"])
 ASG = "recordings-asg"
 TARGET_GROUP = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/recordings-app/0123456789abcdef"
 SERVICE_URL = "https://api.example.com"
+REPOSITORY_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recordings-prod-repository"
 
 
 def fail(operation: str, code: str, message: str) -> None:
@@ -47,10 +48,68 @@ def main(args: list[str], state: dict) -> str:
     events = state["events"]
     if (service, operation) == ("cloudformation", "describe-stacks"):
         name = option(args, "--stack-name")
-        if name != f"{os.environ['STACK_PREFIX']}-ec2" or state.get("no_stacks"):
-            fail("DescribeStacks", "ValidationError", f"Stack with id {name} does not exist")
         query = option(args, "--query") or ""
+        if name not in state.get("stacks", [f"{os.environ['STACK_PREFIX']}-ec2"]):
+            fail("DescribeStacks", "ValidationError", f"Stack with id {name} does not exist")
+        if name.endswith("-data"):
+            return REPOSITORY_URI if "RepositoryUri" in query else "None"
         return ASG if "AutoScalingGroupName" in query else SERVICE_URL
+    if service == "fake-docker":  # `docker tag` and `docker push`, as they change the registry
+        images = state.setdefault("local_images", {})
+        if operation == "tag":
+            images[args[3]] = images[args[2]]
+        elif operation == "push":
+            reference = args[-1]
+            if not reference.startswith(REPOSITORY_URI + ":"):
+                fail("push", "denied", f"no repository for {reference}")
+            state["registry"][reference.rsplit(":", 1)[1]] = images[reference]
+            events.append(f"push {reference}")
+        return ""
+    if (service, operation) == ("ssm", "get-parameter"):
+        name = option(args, "--name")
+        if name not in state.get("parameters", {}):
+            fail("GetParameter", "ParameterNotFound", "")
+        return state["parameters"][name]
+    if (service, operation) == ("ssm", "put-parameter"):
+        name, value = option(args, "--name"), option(args, "--value") or ""
+        if name in state.setdefault("parameters", {}) and "--overwrite" not in args:
+            fail("PutParameter", "ParameterAlreadyExists", "The parameter already exists.")
+        if option(args, "--type") not in {"String", "StringList", "SecureString"}:
+            fail("PutParameter", "ValidationException", "invalid --type")
+        state["parameters"][name] = value
+        events.append(f"parameter {name}={value}")
+        return ""
+    if service == "ecr":
+        if option(args, "--repository-name") != REPOSITORY_URI.split("/", 1)[1]:
+            fail(operation, "RepositoryNotFoundException", "The repository does not exist")
+        registry = state.setdefault("registry", {})
+        image_id = option(args, "--image-ids") or ""
+        if operation == "describe-images":
+            tag = image_id.removeprefix("imageTag=")
+            if tag not in registry:
+                fail(
+                    "DescribeImages",
+                    "ImageNotFoundException",
+                    f"The image with imageId {{imageTag:'{tag}'}} does not exist",
+                )
+            return registry[tag]
+        if operation == "batch-get-image":
+            digest = image_id.removeprefix("imageDigest=")
+            return f"manifest-of-{digest}" if digest in registry.values() else "None"
+        if operation == "put-image":
+            tag, manifest = option(args, "--image-tag"), option(args, "--image-manifest") or ""
+            if not manifest.startswith("manifest-of-sha256:"):
+                fail("PutImage", "InvalidParameterException", "Invalid parameter at 'imageManifest'")
+            digest = manifest.removeprefix("manifest-of-")
+            if registry.get(tag) == digest:
+                fail(
+                    "PutImage",
+                    "ImageAlreadyExistsException",
+                    f"Image with digest '{digest}' and tag '{tag}' already exists",
+                )
+            registry[tag] = digest
+            events.append(f"tag {tag}={digest}")
+            return ""
     if (service, operation) == ("autoscaling", "describe-auto-scaling-groups"):
         if option(args, "--auto-scaling-group-names") != ASG:
             return "None"

@@ -334,10 +334,13 @@ class Ci(Host):
     def events(self) -> list[str]:
         return self.state()["events"]
 
-    def rollout(self, *args: str, **state: object) -> subprocess.CompletedProcess:
+    def update(self, **state: object) -> None:
         current = self.state()
         current.update(state)
         (self.root / "aws-state.json").write_text(json.dumps(current))
+
+    def rollout(self, *args: str, **state: object) -> subprocess.CompletedProcess:
+        self.update(**state)
         (self.root / "calls.log").unlink(missing_ok=True)
         return subprocess.run(["bash", str(ROLLOUT), *args], env=self.env, capture_output=True, text=True, timeout=60)
 
@@ -464,4 +467,68 @@ def test_rollout_worst_case_grows_with_the_hosts(ci):
 
 def test_rollout_shellcheck_is_clean():
     result = subprocess.run([tool("shellcheck"), str(ROLLOUT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+# --- release.sh: registry and digest parameter, with the same fake aws ------------------------------
+
+RELEASE = REPO / "ops" / "deploy" / "release.sh"
+ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recordings-prod-repository"
+PARAMETER = "/recordings/prod/image-digest"
+
+
+@pytest.fixture
+def release(ci: Ci) -> Ci:
+    docker = ci.root / "bin" / "docker"
+    docker.write_text(
+        f'#!/bin/sh\ncase $1 in tag|push) exec "{sys.executable}" "{FAKE_AWS_PY}" fake-docker "$@";; esac\n'
+    )
+    docker.chmod(0o755)
+    ci.env.update(DIGEST_PARAMETER=PARAMETER, REPOSITORY=ECR)
+    ci.update(stacks=["Recordings-prod-data"], local_images={"recordings:server-abc": NEW_DIGEST}, registry={})
+    return ci
+
+
+def _release(ci: Ci, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(RELEASE), *args], env=ci.env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_first_release_has_nothing_to_roll_back_to(release):
+    result = _release(release, "deployed")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert _release(release, "repository").stdout.strip() == ECR
+
+
+def test_the_repository_is_read_only_once_its_stack_exists(release):
+    release.update(stacks=[])  # a fresh account: no stack yet
+    result = _release(release, "repository")
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr
+
+
+def test_push_names_the_image_by_digest_and_record_makes_new_hosts_boot_it(release):
+    pushed = _release(release, "push", "recordings:server-abc", "abc")
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.strip() == f"{ECR}@{NEW_DIGEST}"
+    assert _release(release, "record", pushed.stdout.strip()).returncode == 0
+    assert release.state()["parameters"] == {PARAMETER: NEW_DIGEST}
+    assert _release(release, "deployed").stdout.strip() == f"{ECR}@{NEW_DIGEST}"
+    refused = _release(release, "record", f"{ECR}:latest")
+    assert refused.returncode == 64
+    assert release.state()["parameters"] == {PARAMETER: NEW_DIGEST}
+
+
+def test_marking_latest_again_after_a_green_deploy_succeeds(release):
+    image = _release(release, "push", "recordings:server-abc", "abc").stdout.strip()
+    first = _release(release, "mark-latest", image)
+    again = _release(release, "mark-latest", image)  # a re-run of the same green deploy
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    assert release.state()["registry"]["latest"] == NEW_DIGEST
+    assert [e for e in release.events() if e.startswith("tag ")] == [f"tag latest={NEW_DIGEST}"]
+
+
+def test_release_shellcheck_is_clean():
+    result = subprocess.run([tool("shellcheck"), str(RELEASE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -195,9 +196,14 @@ def test_pipeline_stages():
     assert sum(step.get("uses", "").startswith("aquasecurity/trivy-action@") for step in _all_steps(workflow)) == 2
 
 
-def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back():
+def _step(steps: list[dict], needle: str) -> int:
+    return next(i for i, step in enumerate(steps) if needle in step.get("run", "") + step.get("name", ""))
+
+
+def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back_to_the_recorded_digest():
     deploy = _load(CI_CD)["jobs"]["deploy"]
     assert deploy["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert deploy["environment"] == "production"
     assert deploy["permissions"]["id-token"] == "write"
     assert set(deploy["needs"]) >= {"lint", "test", "security", "synth", "image", "load-smoke"}
     steps = deploy["steps"]
@@ -205,16 +211,83 @@ def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back():
     assert "role-to-assume" in creds["with"]
     assert "aws-access-key-id" not in CI_CD.read_text()
     runs = "\n".join(step.get("run", "") for step in steps)
-    assert "docker push" in runs
-    assert "npx cdk deploy" in runs
+    assert "docker push" in (REPO / "ops/deploy/release.sh").read_text()
+    assert "npx cdk deploy --all" in runs
     assert "ops/deploy/rollout.sh deploy" in runs
+    # The previous digest is read before anything is pushed, recorded or rolled out.
+    push = steps[_step(steps, "release.sh push")]
+    assert push["run"].index("release.sh deployed") < push["run"].index("release.sh push")
+    assert "latest" not in push["run"]
     rollback = steps[-1]
     assert rollback["if"].startswith("failure()")
-    assert "steps.push.outputs.previous" in rollback["run"]
+    assert rollback["env"]["PREVIOUS"] == "${{ steps.push.outputs.previous }}"
+    assert rollback["run"].splitlines() == [
+        'ops/deploy/release.sh record "$PREVIOUS"',
+        'ops/deploy/rollout.sh deploy "$PREVIOUS"',
+    ]
+    assert deploy["env"]["DIGEST_PARAMETER"] == "/recordings/${{ vars.CDK_ENV || 'prod' }}/image-digest"
     rollout_script = (REPO / "ops/deploy/rollout.sh").read_text()
     assert "aws ssm send-command" in rollout_script
     assert "/health/ready" in rollout_script
     assert "ssh" not in runs.lower()
+
+
+def test_a_first_run_creates_the_repository_before_reading_it():
+    steps = _load(CI_CD)["jobs"]["deploy"]["steps"]
+    data_stack = _step(steps, 'npx cdk deploy "$STACK_PREFIX-data"')
+    assert data_stack < _step(steps, "release.sh repository")
+    # New hosts boot the new digest before cdk deploy may launch any.
+    assert _step(steps, "release.sh record") < _step(steps, "npx cdk deploy --all") < _step(steps, "rollout.sh deploy")
+    assert "describe-stacks" not in "".join(s.get("run", "") for s in steps[:data_stack])
+
+
+def test_deploy_job_outlasts_its_worst_case():
+    from cdk.config import config_from_dict
+
+    deploy = _load(CI_CD)["jobs"]["deploy"]
+    block = json.loads((REPO / "cdk.json").read_text())["context"]["recordings"]
+    hosts = config_from_dict(block, "prod").ec2.max_capacity
+    result = subprocess.run(
+        ["bash", str(REPO / "ops/deploy/rollout.sh"), "worst-case", str(hosts)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    rollout_minutes = int(result.stdout) / 60
+    cdk_minutes = sum(s["timeout-minutes"] for s in deploy["steps"] if "npx cdk deploy" in s.get("run", ""))
+    assert cdk_minutes >= 60
+    # A rollout, then the rollback over every host, both cdk deploys and 15 minutes for the rest.
+    assert deploy["timeout-minutes"] >= cdk_minutes + 2 * rollout_minutes + 15
+    assert deploy["timeout-minutes"] <= 360, "GitHub's limit for a job"
+    creds = next(s for s in deploy["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert creds["with"]["role-duration-seconds"] >= deploy["timeout-minutes"] * 60
+
+
+def test_every_run_step_fails_on_a_failed_pipe(tmp_path):
+    """`cdk diff --fail | tee` must fail the job when cdk diff finds a difference."""
+    for path in (CI_CD, MAINTENANCE):
+        workflow = _load(path)
+        assert workflow["defaults"]["run"]["shell"] == "bash", f"{path.name}: steps run without pipefail"
+    step = next(s for s in _load(MAINTENANCE)["jobs"]["cdk-diff"]["steps"] if "cdk diff" in s.get("run", ""))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npx").write_text("#!/bin/sh\necho 'Stack Recordings-prod-data: 1 difference'\nexit 1\n")
+    (bin_dir / "npx").chmod(0o755)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "activate").write_text("")
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    # How GitHub runs a step with `shell: bash`.
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CDK_ENV": "prod"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "1 difference" in (tmp_path / "cdk-diff.txt").read_text()
 
 
 def test_scheduled_maintenance_runs_drift_detection_and_cdk_diff():
