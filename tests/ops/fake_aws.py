@@ -46,6 +46,29 @@ def target_id(args: list[str]) -> str:
 def main(args: list[str], state: dict) -> str:
     service, operation = args[0], args[1]
     events = state["events"]
+    if (service, operation) == ("cloudformation", "describe-stacks") and "--stack-name" not in args:
+        prefix = os.environ["STACK_PREFIX"] + "-"
+        return "\t".join(s for s in state.get("stacks", []) if s.startswith(prefix)) or "None"
+    if (service, operation) == ("cloudformation", "detect-stack-drift"):
+        stack = option(args, "--stack-name")
+        if stack not in state.get("stacks", []):
+            fail("DetectStackDrift", "ValidationError", f"Stack with id {stack} does not exist")
+        detection = str(uuid.uuid4())
+        state.setdefault("detections", {})[detection] = {"stack": stack, "polls": state.get("detection_polls", 1)}
+        return detection
+    if (service, operation) == ("cloudformation", "describe-stack-drift-detection-status"):
+        detection = state.get("detections", {}).get(option(args, "--stack-drift-detection-id") or "")
+        if detection is None:
+            fail("DescribeStackDriftDetectionStatus", "ValidationError", "detection not found")
+        if detection["polls"] > 0:
+            detection["polls"] -= 1
+            return "DETECTION_IN_PROGRESS\tNone"
+        if detection["stack"] in state.get("undetectable", []):
+            return "DETECTION_FAILED\tNone"
+        drift = "DRIFTED" if detection["stack"] in state.get("drifted", []) else "IN_SYNC"
+        return f"DETECTION_COMPLETE\t{drift}"
+    if (service, operation) == ("cloudformation", "describe-stack-resource-drifts"):
+        return "| DatabaseInstance | AWS::RDS::DBInstance | MODIFIED |"
     if (service, operation) == ("cloudformation", "describe-stacks"):
         name = option(args, "--stack-name")
         query = option(args, "--query") or ""

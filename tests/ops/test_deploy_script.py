@@ -532,3 +532,44 @@ def test_marking_latest_again_after_a_green_deploy_succeeds(release):
 def test_release_shellcheck_is_clean():
     result = subprocess.run([tool("shellcheck"), str(RELEASE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+# --- drift-check.sh: the scheduled drift detection, with the same fake aws ---------------------------
+
+DRIFT = REPO / "ops" / "maintenance" / "drift-check.sh"
+STACKS = ["Recordings-prod-data", "Recordings-prod-ec2", "Recordings-dev-data"]
+
+
+def _drift(ci: Ci, **state: object) -> subprocess.CompletedProcess:
+    ci.update(stacks=STACKS, **state)
+    return subprocess.run(["bash", str(DRIFT)], env=ci.env, capture_output=True, text=True, timeout=60)
+
+
+def test_drift_check_passes_when_every_stack_is_in_sync(ci):
+    result = _drift(ci, detection_polls=2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "Recordings-prod-data: DETECTION_COMPLETE IN_SYNC",
+        "Recordings-prod-ec2: DETECTION_COMPLETE IN_SYNC",
+    ]
+
+
+def test_drift_check_fails_on_a_drifted_stack_and_names_the_resources(ci):
+    result = _drift(ci, drifted=["Recordings-prod-ec2"])
+    assert result.returncode == 1
+    assert "AWS::RDS::DBInstance" in result.stdout
+
+
+def test_drift_check_fails_when_detection_fails_or_never_finishes(ci):
+    assert _drift(ci, undetectable=["Recordings-prod-data"]).returncode == 2
+    ci.env["DRIFT_DETECTION_TIMEOUT"] = "30"
+    result = _drift(ci, detection_polls=1000, undetectable=[])
+    assert result.returncode == 2
+    assert "still in progress after 30s" in result.stdout
+
+
+def test_drift_check_fails_without_stacks(ci):
+    ci.update(stacks=[])
+    result = subprocess.run(["bash", str(DRIFT)], env=ci.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no stacks named Recordings-prod-*" in result.stderr
