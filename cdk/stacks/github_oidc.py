@@ -240,9 +240,17 @@ class GithubOidcStack(Stack):
 
     def _grant_readonly(self, config: DeploymentConfig) -> None:
         role = self.readonly_role
+        findings: list[str] = []
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["sts:AssumeRole"], resources=self._bootstrap_roles(config, ["lookup", "deploy"])
+            )
+        )
+        # Drift detection starts a detection (not a read in IAM's sense): this environment's stacks only.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudformation:DetectStackDrift", "cloudformation:DetectStackResourceDrift"],
+                resources=self._stack_arns(config, findings),
             )
         )
         # Configuration, not content: no recording bytes, secrets, log lines or decryption.
@@ -271,6 +279,12 @@ class GithubOidcStack(Stack):
             "Drift detection reads every resource of every stack with the caller's permissions; "
             "ReadOnlyAccess is AWS's maintained set for that, with data reads explicitly denied.",
             "Policy::arn:<AWS::Partition>:iam::aws:policy/ReadOnlyAccess",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Drift detection may start only on this environment's stacks, named by their common prefix.",
+            *findings,
         )
 
     def _grant_backup_verification(self, storage: RecordingsStorage, database: Database) -> None:

@@ -67,6 +67,13 @@ def test_readonly_role_trusts_main_and_pull_requests_and_reads_no_data(prod: Syn
     denies = [s for s in _policy_statements(prod, "github", "ReadOnlyRole") if s["Effect"] == "Deny"]
     denied = {action for s in denies for action in _actions(s)}
     assert {"s3:GetObject", "secretsmanager:GetSecretValue", "kms:Decrypt", "logs:GetLogEvents"} <= denied
+    detect = [
+        s
+        for s in _policy_statements(prod, "github", "ReadOnlyRole")
+        if "cloudformation:DetectStackDrift" in _actions(s)
+    ]
+    assert detect
+    assert "stack/Recordings-prod-*/*" in _flat(detect[0]["Resource"])
 
 
 def test_deploy_role_is_least_privilege(prod: Synthesized) -> None:

