@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_destinations as destinations
@@ -44,8 +45,12 @@ class BackendStack(Stack):
         vpc: ec2.IVpc,
         database: Database,
         storage: RecordingsStorage,
+        repository: ecr.IRepository | None = None,
+        image_digest: str | None = None,
         **kwargs: Any,
     ) -> None:
+        """With ``image_digest`` (``-c lambda_image_digest=sha256:...``, passed by the deploy job)
+        every function runs that image from ``repository``, the one CI scanned."""
         super().__init__(scope, construct_id, **kwargs)
         lam = config.lambda_
         retention = log_retention(config.log_retention_days)
@@ -75,6 +80,8 @@ class BackendStack(Stack):
             "environment": environment,
             "memory_mb": lam.memory_mb,
             "log_retention": retention,
+            "image_repository": repository,
+            "image_digest": image_digest,
         }
 
         # The migration runs as the owner (master secret) and keeps the app's role in step with
