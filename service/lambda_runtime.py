@@ -80,6 +80,8 @@ _COUNTED = {
     "upload.expired": "UploadsExpired",
     "upload.deleted": "RecordingsDeleted",
     "upload.restored": "RecordingsRestored",
+    # S3 refused a call (permissions or configuration): the StorageRejected alarm watches it.
+    "storage.rejected": "StorageRejected",
 }
 # Set while an invocation runs, so that code sharing the process (tests, a local server) never
 # fills the EMF buffer that only an invocation flushes.

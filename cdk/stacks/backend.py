@@ -27,7 +27,7 @@ from cdk.constructs.functions import (
 )
 from cdk.constructs.http_api import HttpApi
 from cdk.constructs.migration import DatabaseMigration
-from cdk.constructs.storage import RecordingsStorage
+from cdk.constructs.storage import API_ACCESS, REAPER_ACCESS, S3_EVENTS_ACCESS, RecordingsStorage
 from cdk.nag import acknowledge
 from cdk.retention import log_retention
 
@@ -175,8 +175,11 @@ class BackendStack(Stack):
             self.http_api.node.add_dependency(self.migration.resource)
             CfnOutput(self, "ApiUrl", value=self.http_api.url, description="HTTP API (Lambda path)")
 
+        storage.grant_app_access(self.s3_events.function, access=S3_EVENTS_ACCESS, principal_scope=self.s3_events)
+        storage.grant_app_access(self.reaper.function, access=REAPER_ACCESS, principal_scope=self.reaper)
+        if self.api is not None:
+            storage.grant_app_access(self.api.function, access=API_ACCESS, principal_scope=self.api)
         for fn in app_functions:
-            storage.grant_app_access(fn.function, principal_scope=fn)
             database.grant_secret_read(fn.function)
 
         self.functions = [self.migrate, *app_functions]

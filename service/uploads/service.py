@@ -21,7 +21,7 @@ from service import events
 from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
 from service.errors import Conflict, InvalidRequest
 from service.recordings.models import Recording, Status, UploadMethod
-from service.storage import ObjectInfo, Storage
+from service.storage import ObjectInfo, Storage, StorageUnavailable
 from service.timeutil import utcnow
 
 log = logging.getLogger("service.uploads")
@@ -152,13 +152,18 @@ def finalize(*, session: Session, storage: Storage, recording: Recording, info: 
 
 
 def _discard_bytes(storage: Storage, *, key: str, upload_id: str | None) -> None:
-    """Remove what a failed or abandoned upload left behind (parts and every object version)."""
+    """Remove what a failed or abandoned upload left behind (parts and every object version).
+
+    S3 unavailable: the row is already final and a later delete of the recording retries, so
+    that is only a warning. S3 refusing (StorageRejected: a permission or configuration error,
+    already logged with the missing action) propagates: bytes that must go would silently stay.
+    """
     try:
         if upload_id:
             storage.abort_multipart(key=key, upload_id=upload_id)
         storage.purge(key=key)
-    except Exception:  # the row is already final; a later delete of the recording retries
-        log.warning("could not remove the object at %s", key, exc_info=True)
+    except StorageUnavailable:
+        log.warning("could not remove the object at %s (S3 unavailable); deleting the recording retries", key)
 
 
 def complete_upload(*, session: Session, storage: Storage, recording: Recording, parts: list[dict] | None) -> Recording:
