@@ -43,8 +43,6 @@ class BucketAccess:
 # A recording's key is "<tenant>/<recording id>" (a UUID, service/uploads/service.py s3_key_for),
 # and the app lists the versions of one key at a time (purge, restore): never the whole bucket.
 RECORDING_KEY_PREFIX = "*/????????-????-????-????-????????????"
-# `python -m service ops verify-s3-restore` (RUNBOOK, on an app host) writes its canary here.
-RESTORE_CANARY_PREFIX = "ops/restore-canary/*"
 
 # The HTTP API (EC2 and Lambda): presigned POST/PUT (s3:PutObject) and GET, multipart create,
 # list parts, complete and abort, verification (HeadObject, GetObject for the checksum), delete
@@ -72,8 +70,6 @@ S3_EVENTS_ACCESS = BucketAccess(
 REAPER_ACCESS = BucketAccess(
     objects=("s3:AbortMultipartUpload", "s3:DeleteObjectVersion"), listed_prefixes=(RECORDING_KEY_PREFIX,)
 )
-# What the runbook's commands on an app host add to the API's needs (`ops verify-s3-restore`).
-HOST_COMMANDS_ACCESS = BucketAccess(bucket=("s3:GetBucketVersioning",), listed_prefixes=(RESTORE_CANARY_PREFIX,))
 
 
 # S3 refusing the app (permissions or configuration), counted for the StorageRejected alarm. The

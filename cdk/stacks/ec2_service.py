@@ -15,7 +15,6 @@ from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service
 from cdk.constructs.storage import (
     API_ACCESS,
-    HOST_COMMANDS_ACCESS,
     RecordingsStorage,
     count_storage_rejections,
 )
@@ -64,7 +63,7 @@ class Ec2ServiceStack(Stack):
         )
         role = self.service.role
         # The API, plus what the runbook's commands on the host need (`ops verify-s3-restore`).
-        storage.grant_app_access(role, access=API_ACCESS | HOST_COMMANDS_ACCESS, principal_scope=role)
+        storage.grant_app_access(role, access=API_ACCESS, principal_scope=role)
         # S3 refusing the app, as logged by the container: the monitoring stack's StorageRejected alarm.
         self.storage_rejected = count_storage_rejections(self.service.container_log_group, Duration.minutes(5))
         database.grant_secret_read(role)

@@ -115,13 +115,13 @@ def test_the_server_refuses_what_a_role_was_not_granted(roles: Roles, iam_settin
 
     refused(lambda: api_s3.put_bucket_policy(Bucket=bucket, Policy="{}"))
     refused(lambda: api_s3.delete_bucket(Bucket=bucket))
-    refused(lambda: api_s3.get_bucket_versioning(Bucket=bucket))  # the instance role only
+    refused(lambda: api_s3.get_bucket_versioning(Bucket=bucket))  # the backup-verification role only
+    refused(lambda: roles.s3("ec2").get_bucket_versioning(Bucket=bucket))
     refused(lambda: api_s3.list_object_versions(Bucket=bucket))  # versions of one key, never all
     refused(lambda: api_s3.list_object_versions(Bucket=bucket, Prefix="alice/"))
     refused(lambda: reaper_s3.head_object(Bucket=bucket, Key=key))
     refused(lambda: reaper_s3.delete_object(Bucket=bucket, Key=key))  # only specific versions
     refused(lambda: reaper_s3.head_bucket(Bucket=bucket))  # HeadBucket is s3:ListBucket
-    roles.s3("ec2").get_bucket_versioning(Bucket=bucket)
     roles.s3("api").head_bucket(Bucket=bucket)
     stranger = iam_s3.client("s3", type(roles.keys("api"))("AKIAIOSFODNN7EXAMPLE", "not-a-secret"))
     refused(lambda: stranger.head_object(Bucket=bucket, Key=key), "InvalidAccessKeyId")
@@ -310,10 +310,13 @@ def test_host_commands_run_as_the_instance_role(api, alice, roles: Roles, iam_se
     stale = create(api, alice, size=10)["recording"]
     backdate(iam_settings, stale["id"])
     with roles.running_as("ec2"):
-        s3 = roles.s3("ec2")
-        report = backup.verify_s3_restore(s3=s3, bucket=iam_settings.s3_bucket)
-        assert report.ok, report.lines()
         assert main(["reap"]) == 0
+        # The restore check is the backup-verification role's, never the app hosts'.
+        try:
+            refused = not backup.verify_s3_restore(s3=roles.s3("ec2"), bucket=iam_settings.s3_bucket).ok
+        except ClientError as exc:
+            refused = exc.response["Error"]["Code"] == "AccessDenied"
+        assert refused
     assert _stored_status(iam_settings, stale["id"]) == "expired"
 
 
