@@ -93,3 +93,37 @@ def test_expired_session_is_refused(client, alice, settings):
     response = client.get("/v1/recordings")
     assert response.status_code == 401
     assert "sign in again" in response.json()["detail"]
+
+
+PARAMS = {"filename": "memo.wav", "type": "audio/wav"}
+
+
+def test_signing_an_upload_with_a_cookie_needs_proof_of_origin(client, alice):
+    # GET /v1/s3/params creates a recording: a cookie alone is not enough.
+    sign_in(client, alice)
+    for headers in (
+        {},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ):
+        refused = client.get("/v1/s3/params", params=PARAMS, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "origin" in refused.json()["detail"].lower()
+    assert client.get("/v1/recordings").json()["items"] == []
+    # What a browser sends for a same-origin fetch, or a cross-origin one from an allowed origin.
+    assert client.get("/v1/s3/params", params=PARAMS, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.get("/v1/s3/params", params=PARAMS, headers={"Origin": OWN_ORIGIN}).status_code == 200
+    assert len(client.get("/v1/recordings").json()["items"]) == 2
+
+
+def test_state_changes_accept_sec_fetch_site_same_origin(client, alice):
+    sign_in(client, alice)
+    assert client.post("/v1/recordings", json=BODY, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 201
+    assert client.post("/v1/recordings", json=BODY, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+
+
+def test_bearer_callers_sign_uploads_without_origin(client, alice):
+    assert client.get("/v1/s3/params", params=PARAMS, headers=alice.headers).status_code == 200

@@ -55,7 +55,7 @@ def test_migrate_and_reap_commands(tmp_path, settings):
     }
     migrated = _cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "0002_browser_sessions" in migrated.stdout  # the head revision
+    assert "0003_browser_uploads" in migrated.stdout  # the head revision
     with create_engine(f"sqlite:///{db}").connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM recordings")).scalar() == 0
     reaped = _cli("reap", env=env)
