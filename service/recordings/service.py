@@ -334,19 +334,25 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
         raise Conflict("Nothing to restore: the upload never completed.")
     if deleted_at and utcnow() - deleted_at > timedelta(days=settings.restore_window_days):
         raise Conflict(f"Nothing to restore: deleted more than {settings.restore_window_days} days ago.")
+    # Every check that can refuse comes before S3 changes, so a refusal leaves it deleted.
     if storage.head(key=recording.s3_key, version_id=recording.s3_version_id) is None:
         raise Conflict("Nothing to restore: the stored version no longer exists.")
-    storage.remove_delete_marker(key=recording.s3_key)
-    current = storage.head(key=recording.s3_key)
-    if current is None or current.version_id != recording.s3_version_id:
-        raise Conflict("Nothing to restore: the recording's version is not the current one.")
+    # The recorded version becomes the current one: the delete markers above it go, and so do
+    # bytes nothing tracks (a later POST with a form that was still valid).
+    storage.remove_untracked(key=recording.s3_key, keep_version_id=recording.s3_version_id, keep_delete_markers=False)
     now = utcnow()
-    result = session.execute(
-        update(Recording)
-        .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
-        .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
-    )
-    session.commit()
+    try:
+        result = session.execute(
+            update(Recording)
+            .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
+            .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
+        )
+        session.commit()
+    except Exception:
+        # The database still says deleted: so must S3.
+        session.rollback()
+        storage.delete(key=recording.s3_key)
+        raise
     if result.rowcount == 1:
         events.upload_transition("restored")
     session.refresh(recording)
