@@ -72,6 +72,7 @@ class BrowserConfig(BaseModel):
     max_parts: int
     max_upload_bytes: int
     allowed_content_types: list[str]
+    restore_window_days: int
 
 
 @config_router.get("/config", response_model=BrowserConfig)
@@ -84,6 +85,7 @@ def browser_config(settings: SettingsDep) -> BrowserConfig:
         max_parts=S3_MAX_PARTS,
         max_upload_bytes=settings.max_upload_bytes,
         allowed_content_types=settings.allowed_content_types,
+        restore_window_days=settings.restore_window_days,
     )
 
 

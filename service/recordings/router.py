@@ -115,3 +115,14 @@ def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: boo
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     return model_response(DownloadLink(url=url, expires_at=expires))
+
+
+@router.get("/{recording_id}/play", response_model=DownloadLink, responses={409: PROBLEM})
+def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+    """A short-lived presigned GET for playing an audio or video recording in the page: served
+    ``inline`` with the verified media type (anything else is 409; download it instead)."""
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+    url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
+    return model_response(DownloadLink(url=url, expires_at=expires))

@@ -362,10 +362,10 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
 # Downloads ------------------------------------------------------------------------------------
 
 
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266)."""
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """``attachment`` (or ``inline``) with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266)."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def download_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
@@ -375,6 +375,25 @@ def download_link(*, storage: Storage, settings: Settings, recording: Recording)
         key=recording.s3_key,
         version_id=recording.s3_version_id,
         content_disposition=content_disposition(recording.filename),
+        content_type=recording.content_type,
+    )
+    return url, expires_at(utcnow(), settings.presign_expires_seconds)
+
+
+PLAYABLE_TYPES = ("audio/", "video/")
+
+
+def play_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
+    """A presigned GET that browsers play in place: ``inline``, and only for audio and video,
+    whose media type (verified at upload) S3 is told to send, so nothing else renders from it."""
+    if recording.status != Status.AVAILABLE.value:
+        raise Conflict(f"Only available recordings can be played; this one is {recording.status}.")
+    if not recording.content_type.startswith(PLAYABLE_TYPES):
+        raise Conflict(f"Only audio and video play in the page; download this {recording.content_type} file instead.")
+    url = storage.presign_get(
+        key=recording.s3_key,
+        version_id=recording.s3_version_id,
+        content_disposition=content_disposition(recording.filename, "inline"),
         content_type=recording.content_type,
     )
     return url, expires_at(utcnow(), settings.presign_expires_seconds)
