@@ -193,7 +193,9 @@ def complete_upload(
         too_large = _assemble(storage=storage, recording=recording, parts=parts, max_bytes=max_bytes)
         if too_large:
             # Never assembled: the parts go, and the recording fails with the reason.
-            recording = finalize(session=session, storage=storage, recording=recording, info=too_large)
+            recording = finalize(
+                session=session, storage=storage, recording=recording, info=too_large, max_bytes=max_bytes
+            )
     if recording.status == Status.PENDING.value:
         info = inspect_object(storage=storage, recording=recording)
         recording = finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)

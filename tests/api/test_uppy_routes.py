@@ -280,3 +280,23 @@ def test_another_tenants_session_cannot_touch_the_upload(app, client, alice, bob
         f"/v1/s3/multipart/{upload_id}/complete", params={"key": key}, json={"parts": parts}, headers=alice.headers
     )
     assert done.status_code == 200, done.text
+
+
+def test_parts_adding_up_to_more_than_the_largest_upload_fail_the_recording(settings, alice, s3):
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 6 * MiB})
+    with TestClient(create_app(small)) as client:
+        data = payload(6 * MiB + 1)
+        upload = start_multipart(client, alice)
+        parts = put_parts(client, alice, upload, data, [1, 2])
+        refused = complete(client, alice, upload, parts)
+        assert refused.status_code == 422
+        assert refused.json()["type"] == "/problems/verification-failed"
+        (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+        assert recording["status"] == "failed"
+        assert f"outside 1..{6 * MiB} bytes" in recording["failure_reason"]
+    assert not s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads")  # the parts are gone
+    assert not s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=upload["key"]).get("Versions")
