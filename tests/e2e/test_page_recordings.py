@@ -106,7 +106,9 @@ def test_keyboard_alone_plays_renames_deletes_and_restores(browser, live_server)
         press_tab_until(page, restore)
         page.keyboard.press("Enter")
         expect(page.get_by_role("status")).to_contain_text("Restored Morning session.")
-        page.keyboard.press("Enter")  # focus went back to the toggle: back to the current recordings
+        # Focus is back on the toggle: Enter shows the current recordings again.
+        expect(page.get_by_role("button", name="Show current recordings")).to_be_focused()
+        page.keyboard.press("Enter")
         expect(recording_row(page, "Morning session").get_by_text("available", exact=True)).to_be_visible()
         assert violations == []
     finally:
