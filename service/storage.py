@@ -260,9 +260,13 @@ class Storage:
         )
 
     # Presigning (local computation, no network).
-    def presign_post(self, *, key: str, content_type: str, size: int, checksum_sha256: str | None) -> dict:
+    def presign_post(
+        self, *, key: str, content_type: str, size: int | None, checksum_sha256: str | None, max_size: int = 0
+    ) -> dict:
+        """A POST form for exactly ``size`` bytes, or (size unknown) for 1 to ``max_size`` bytes."""
         fields: dict[str, str] = {"Content-Type": content_type}
-        conditions: list[Any] = [{"Content-Type": content_type}, ["content-length-range", size, size]]
+        low, high = (size, size) if size is not None else (1, max_size)
+        conditions: list[Any] = [{"Content-Type": content_type}, ["content-length-range", low, high]]
         if checksum_sha256:
             fields["x-amz-checksum-sha256"] = checksum_sha256
             conditions.append({"x-amz-checksum-sha256": checksum_sha256})
@@ -375,6 +379,18 @@ class Storage:
         response = self._call("list_object_versions", Prefix=key)
         entries = response.get("Versions", []) + response.get("DeleteMarkers", [])
         return [entry for entry in entries if entry["Key"] == key]
+
+    def remove_untracked(self, *, key: str, keep_version_id: str | None, keep_delete_markers: bool) -> int:
+        """Remove the versions of exactly this key except ``keep_version_id`` (and, if asked, the
+        delete markers): bytes that arrived after the recording stopped taking uploads."""
+        removed = 0
+        response = self._call("list_object_versions", Prefix=key)
+        entries = response.get("Versions", []) + ([] if keep_delete_markers else response.get("DeleteMarkers", []))
+        for entry in entries:
+            if entry["Key"] == key and entry["VersionId"] != keep_version_id:
+                self._call("delete_object", Key=key, VersionId=entry["VersionId"])
+                removed += 1
+        return removed
 
     def remove_delete_marker(self, *, key: str) -> bool:
         """Undo a delete: remove the latest delete marker. False when the key has none."""

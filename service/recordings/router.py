@@ -56,7 +56,7 @@ def list_recordings(
         rows, next_cursor = service.list_recordings(
             session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
         )
-        service.repair_pending(session, caller.storage, rows)
+        service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
         page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
     return model_response(page)
 
@@ -69,7 +69,7 @@ def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
         return model_response(service.row_to_out(row))
     with caller.session() as session:
         found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.repair_pending(session, caller.storage, [found])
+        service.repair_pending(session, caller.storage, [found], max_bytes=caller.settings.max_upload_bytes)
         return model_response(service.to_out(found))
 
 
@@ -110,8 +110,19 @@ def restore_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
 def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
     with caller.session() as session:
         recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.repair_pending(session, caller.storage, [recording])
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
     url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return model_response(DownloadLink(url=url, expires_at=expires))
+
+
+@router.get("/{recording_id}/play", response_model=DownloadLink, responses={409: PROBLEM})
+def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+    """A short-lived presigned GET for playing an audio or video recording in the page: served
+    ``inline`` with the verified media type (anything else is 409; download it instead)."""
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+    url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
     return model_response(DownloadLink(url=url, expires_at=expires))
