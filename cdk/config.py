@@ -220,6 +220,13 @@ class DeploymentConfig:
         return f"https://{self.domain_name}" if self.https else None
 
     @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Browser origins that may call the API and upload to the bucket: the configured ones
+        plus the ALB's own domain (its upload page posts straight to S3)."""
+        url = self.public_base_url
+        return self.cors_origins if url is None or url in self.cors_origins else (*self.cors_origins, url)
+
+    @property
     def reserved_concurrency(self) -> dict[str, int]:
         """Per function, what it reserves; empty when the profile does not opt in."""
         if not self.lambda_.reserve_concurrency:

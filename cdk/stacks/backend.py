@@ -166,7 +166,7 @@ class BackendStack(Stack):
                 self,
                 "HttpApi",
                 function=self.api.function,
-                cors_origins=list(config.cors_origins),
+                cors_origins=list(config.allowed_origins),
                 throttle_rate_limit=lam.throttle_rate_limit,
                 throttle_burst_limit=lam.throttle_burst_limit,
                 log_retention=retention,

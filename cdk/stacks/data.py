@@ -40,7 +40,7 @@ class DataStack(Stack):
             "Recordings",
             name_prefix=f"{config.project}-{config.env_name}",
             config=config.storage,
-            cors_origins=list(config.cors_origins),
+            cors_origins=list(config.allowed_origins),
             access_log_expiration=Duration.days(max(config.log_retention_days, 90)),
             replica_region=config.storage.replication_region if config.features.replication else None,
             removal_policy=removal_policy(config.removal_policy),

@@ -46,8 +46,7 @@ class Ec2ServiceStack(Stack):
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
         )
-        if public_base_url and public_base_url not in config.cors_origins:
-            environment["CORS_ORIGINS"] = ",".join([*config.cors_origins, public_base_url])
+        environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
         # Outside Lambda the SDK needs the region from the environment.
         environment.update(AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
         self.service = Ec2Service(

@@ -4,9 +4,12 @@ profile that can be destroyed and re-created, and the cost levers."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
+
+import pytest
 
 from cdk.constructs.ec2_service import docker_daemon_config
 
@@ -296,3 +299,62 @@ def test_cost_estimate_is_documented_per_profile() -> None:
         assert f"| **{profile} total**" in section or f"**{profile}" in section
     assert "NAT gateway" in section
     assert "$" in section
+
+
+def test_the_albs_domain_is_an_allowed_origin_everywhere(profile) -> None:
+    cfg = profile.config
+    origins = set(cfg.allowed_origins)
+    assert set(cfg.cors_origins) <= origins
+    if cfg.https:
+        assert f"https://{cfg.domain_name}" in origins
+    buckets = profile.resources("data", "AWS::S3::Bucket").values()
+    (cors,) = [
+        b["Properties"]["CorsConfiguration"]["CorsRules"][0] for b in buckets if "CorsConfiguration" in b["Properties"]
+    ]
+    assert set(cors["AllowedOrigins"]) == origins
+    api = _one(profile.resources("backend", "AWS::ApiGatewayV2::Api"))
+    assert set(api["CorsConfiguration"]["AllowOrigins"]) == origins
+    assert set(_container_env(profile)["CORS_ORIGINS"].split(",")) == origins
+
+
+# ---- profile options: interface endpoints, an existing trail ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lean_dev(tmp_path_factory):
+    """dev with interface endpoints on and an existing trail reused (cdk-nag included)."""
+    from app import create_app
+    from cdk.application import cdk_json_context
+
+    context = copy.deepcopy(cdk_json_context())
+    dev = context["recordings"]["profiles"]["dev"]
+    dev["network"]["interface_endpoints"] = True
+    dev["features"]["cloudtrail"] = False
+    dev["existing_trail_arn"] = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/organization"
+    outdir = tmp_path_factory.mktemp("lean-dev")
+    deployment = create_app(context={**context, "env": "dev"}, outdir=str(outdir))
+    assembly = deployment.app.synth()
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return deployment, {s.stack_name: s.template for s in assembly.stacks}, report
+
+
+def test_interface_endpoints_are_a_profile_option(lean_dev) -> None:
+    _, templates, report = lean_dev
+    endpoints = [
+        r["Properties"]
+        for r in templates["Recordings-dev-foundation"]["Resources"].values()
+        if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    services = {json.dumps(e["ServiceName"]) for e in endpoints}
+    for name in ("secretsmanager", "ssm", "ecr.api", "ecr.dkr", "logs", "monitoring", "sts"):
+        assert any(f".{name}" in s for s in services), name
+    assert all(e["PrivateDnsEnabled"] for e in endpoints)
+    nag = {r["pluginName"]: r for r in report["pluginReports"]}["AwsSolutions"]
+    assert nag["violations"] == []
+
+
+def test_an_existing_trail_is_reused_instead_of_creating_one(lean_dev, dev) -> None:
+    deployment, templates, _ = lean_dev
+    assert "audit" not in deployment.stacks
+    assert not any(r["Type"] == "AWS::CloudTrail::Trail" for t in templates.values() for r in t["Resources"].values())
+    assert "audit" in dev.deployment.stacks

@@ -123,7 +123,7 @@ def test_recordings_bucket_versioning_cors_lifecycle_logs(profile) -> None:
     cfg = profile.config
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     (cors,) = props["CorsConfiguration"]["CorsRules"]
-    assert cors["AllowedOrigins"] == list(cfg.cors_origins)
+    assert cors["AllowedOrigins"] == list(cfg.allowed_origins)
     assert set(cors["AllowedMethods"]) == {"GET", "HEAD", "PUT", "POST"}
     assert set(cors["ExposedHeaders"]) == {"ETag", "Location"}
     rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
@@ -248,7 +248,7 @@ def test_functions_run_the_lambda_image_with_their_handler(profile, prefix: str,
     assert env["ENVIRONMENT"] == profile.profile
     assert env["DB_POOL_SIZE"] == "1"
     assert env["DB_MAX_OVERFLOW"] == "0"
-    assert env["CORS_ORIGINS"] == ",".join(profile.config.cors_origins)
+    assert env["CORS_ORIGINS"] == ",".join(profile.config.allowed_origins)
     assert "AWS_REGION" not in env
     assert fn["VpcConfig"]["SubnetIds"]
 
@@ -316,7 +316,7 @@ def test_migration_runs_before_the_api(profile) -> None:
 
 def test_http_api_throttles_logs_and_limits_cors(profile) -> None:
     api = _one(profile.resources("backend", "AWS::ApiGatewayV2::Api"))
-    assert api["CorsConfiguration"]["AllowOrigins"] == list(profile.config.cors_origins)
+    assert api["CorsConfiguration"]["AllowOrigins"] == list(profile.config.allowed_origins)
     assert set(api["CorsConfiguration"]["ExposeHeaders"]) == {"etag", "location"}
     stage = _one(profile.resources("backend", "AWS::ApiGatewayV2::Stage"))
     assert stage["StageName"] == "$default"
