@@ -444,7 +444,8 @@ class Ec2Service(Construct):
             "Description=Restart the Recordings container when its liveness check fails",
             "[Service]",
             "Type=oneshot",
-            "ExecStart=/bin/bash -c 'if [ \"$(docker inspect -f {{.State.Health.Status}} recordings "
+            # "$$" is systemd's escape for a literal "$".
+            "ExecStart=/bin/bash -c 'if [ \"$$(docker inspect -f {{.State.Health.Status}} recordings "
             "2>/dev/null)\" = unhealthy ]; then systemctl restart recordings.service; fi'",
             "UNIT",
             "cat > /etc/systemd/system/recordings-liveness.timer <<'UNIT'",

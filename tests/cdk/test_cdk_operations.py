@@ -358,3 +358,18 @@ def test_an_existing_trail_is_reused_instead_of_creating_one(lean_dev, dev) -> N
     assert "audit" not in deployment.stacks
     assert not any(r["Type"] == "AWS::CloudTrail::Trail" for t in templates.values() for r in t["Resources"].values())
     assert "audit" in dev.deployment.stacks
+
+
+def test_user_data_is_valid_bash(profile, tmp_path) -> None:
+    import subprocess
+
+    lt = _one(profile.resources("ec2", "AWS::EC2::LaunchTemplate"))["LaunchTemplateData"]
+    parts = lt["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    script = tmp_path / "user-data.sh"
+    script.write_text("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    run = script.read_text().split("<<'RUN'\n", 1)[1].split("\nRUN\n", 1)[0]
+    (tmp_path / "run.sh").write_text(run)
+    result = subprocess.run(["bash", "-n", str(tmp_path / "run.sh")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
