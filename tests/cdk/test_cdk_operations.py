@@ -322,7 +322,7 @@ def test_the_albs_domain_is_an_allowed_origin_everywhere(profile) -> None:
 
 @pytest.fixture(scope="module")
 def lean_dev(tmp_path_factory):
-    """dev with interface endpoints on and an existing trail reused (cdk-nag included)."""
+    """dev with interface endpoints on, an existing trail reused and a pinned AMI (cdk-nag included)."""
     from app import create_app
     from cdk.application import cdk_json_context
 
@@ -331,6 +331,7 @@ def lean_dev(tmp_path_factory):
     dev["network"]["interface_endpoints"] = True
     dev["features"]["cloudtrail"] = False
     dev["existing_trail_arn"] = "arn:aws:cloudtrail:eu-west-1:111122223333:trail/organization"
+    dev["ec2"]["ami_id"] = "ami-0123456789abcdef0"
     outdir = tmp_path_factory.mktemp("lean-dev")
     deployment = create_app(context={**context, "env": "dev"}, outdir=str(outdir))
     assembly = deployment.app.synth()
@@ -373,3 +374,16 @@ def test_user_data_is_valid_bash(profile, tmp_path) -> None:
     (tmp_path / "run.sh").write_text(run)
     result = subprocess.run(["bash", "-n", str(tmp_path / "run.sh")], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_pinned_ami_is_used_as_given(lean_dev, dev) -> None:
+    _, templates, _ = lean_dev
+    (lt,) = [
+        r["Properties"]["LaunchTemplateData"]
+        for r in templates["Recordings-dev-ec2"]["Resources"].values()
+        if r["Type"] == "AWS::EC2::LaunchTemplate"
+    ]
+    assert lt["ImageId"] == "ami-0123456789abcdef0"
+    # Unpinned (the default), the newest Amazon Linux 2023 is resolved at each deploy.
+    unpinned = _one(dev.resources("ec2", "AWS::EC2::LaunchTemplate"))["LaunchTemplateData"]
+    assert "Ref" in unpinned["ImageId"]

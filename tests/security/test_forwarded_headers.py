@@ -8,6 +8,7 @@ client addresses the ALB and an outsider would have.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import httpx
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -25,7 +26,9 @@ def _get(settings, client_ip: str, headers: dict[str, str], path: str = "/health
         async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
             return await client.get(path, headers=headers)
 
-    return asyncio.run(call())
+    # A thread of its own: other suites (the browser tests) may leave an event loop running here.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, call()).result()
 
 
 def test_hsts_when_the_load_balancer_says_https(settings) -> None:
