@@ -10,7 +10,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk.config import DeploymentConfig
-from cdk.constructs.ec2_service import CWAGENT_NAMESPACE
+from cdk.constructs.ec2_user_data import CWAGENT_NAMESPACE
 from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, LT, ONE_MINUTE, ServiceMonitoring, Watch
 from cdk.cross_stack import read
 from cdk.stacks.backend import BackendStack

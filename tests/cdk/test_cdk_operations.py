@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cdk.constructs.ec2_service import docker_daemon_config
+from cdk.constructs.ec2_user_data import docker_daemon_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
