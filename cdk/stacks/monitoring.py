@@ -6,14 +6,14 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk.config import DeploymentConfig
-from cdk.constructs.ec2_service import CWAGENT_NAMESPACE
+from cdk.constructs.ec2_user_data import CWAGENT_NAMESPACE
 from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, LT, ONE_MINUTE, ServiceMonitoring, Watch
 from cdk.constructs.storage import APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC
+from cdk.cross_stack import read
 from cdk.stacks.backend import BackendStack
 from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
@@ -52,13 +52,26 @@ class MonitoringStack(Stack):
 
     def _watch_ec2(self, stack: Ec2ServiceStack) -> None:
         m, t = self.monitoring, self.config.alarms
-        alb = stack.service.alb
         section = "EC2 path (ALB + Auto Scaling group)"
+        # Through SSM, not exports: the EC2 stack exists only with features.ec2_service.
+        alb_name = read(self, self.config, "ec2", "alb-full-name")
+        target_group_name = read(self, self.config, "ec2", "target-group-full-name")
+        asg_name = read(self, self.config, "ec2", "asg-name")
+
+        def alb_metric(name: str, statistic: str, **extra_dimensions: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/ApplicationELB",
+                metric_name=name,
+                dimensions_map={"LoadBalancer": alb_name, **extra_dimensions},
+                statistic=statistic,
+                period=ONE_MINUTE,
+            )
+
         errors = cloudwatch.MathExpression(
             expression="FILL(target5xx, 0) + FILL(elb5xx, 0)",
             using_metrics={
-                "target5xx": alb.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=ONE_MINUTE),
-                "elb5xx": alb.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=ONE_MINUTE),
+                "target5xx": alb_metric("HTTPCode_Target_5XX_Count", "Sum"),
+                "elb5xx": alb_metric("HTTPCode_ELB_5XX_Count", "Sum"),
             },
             period=ONE_MINUTE,
         )
@@ -66,7 +79,7 @@ class MonitoringStack(Stack):
             name="Alb5xxRate",
             section=section,
             errors=errors,
-            requests=alb.metrics.request_count(period=ONE_MINUTE),
+            requests=alb_metric("RequestCount", "Sum"),
             what="ALB",
         )
         m.add(
@@ -74,7 +87,7 @@ class MonitoringStack(Stack):
                 name="AlbP99Latency",
                 section=section,
                 description=f"ALB p99 latency > {t.p99_latency_ms} ms for 5 minutes",
-                metric=alb.metrics.target_response_time(statistic="p99", period=ONE_MINUTE),
+                metric=alb_metric("TargetResponseTime", "p99"),
                 threshold=t.p99_latency_ms / 1000,  # the ALB reports seconds
                 comparison=GT,
                 evaluation_periods=5,
@@ -85,13 +98,13 @@ class MonitoringStack(Stack):
                 name="AlbUnhealthyHosts",
                 section=section,
                 description="Unhealthy targets behind the ALB for 3 minutes",
-                metric=stack.service.target_group.metrics.unhealthy_host_count(statistic="Maximum", period=ONE_MINUTE),
+                metric=alb_metric("UnHealthyHostCount", "Maximum", TargetGroup=target_group_name),
                 threshold=1,
                 comparison=GTE,
                 evaluation_periods=3,
             )
         )
-        asg = {"AutoScalingGroupName": stack.service.asg.auto_scaling_group_name}
+        asg = {"AutoScalingGroupName": asg_name}
 
         def ec2_metric(namespace: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
             return cloudwatch.Metric(
@@ -147,12 +160,23 @@ class MonitoringStack(Stack):
         m, t = self.monitoring, self.config.alarms
         section = "Lambda path (HTTP API + functions)"
         if stack.http_api is not None:
-            api = stack.http_api.api
+            # Through SSM, not exports: the HTTP API exists only with features.lambda_api.
+            api_id = read(self, self.config, "backend", "http-api-id")
+
+            def api_metric(name: str, statistic: str) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace="AWS/ApiGateway",
+                    metric_name=name,
+                    dimensions_map={"ApiId": api_id},
+                    statistic=statistic,
+                    period=ONE_MINUTE,
+                )
+
             m.error_rate(
                 name="Api5xxRate",
                 section=section,
-                errors=api.metric_server_error(period=ONE_MINUTE, statistic="Sum"),
-                requests=api.metric_count(period=ONE_MINUTE, statistic="Sum"),
+                errors=api_metric("5xx", "Sum"),
+                requests=api_metric("Count", "Sum"),
                 what="API Gateway",
             )
             m.add(
@@ -160,20 +184,32 @@ class MonitoringStack(Stack):
                     name="ApiP99Latency",
                     section=section,
                     description=f"API Gateway p99 latency > {t.p99_latency_ms} ms for 5 minutes",
-                    metric=api.metric_latency(period=ONE_MINUTE, statistic="p99"),
+                    metric=api_metric("Latency", "p99"),
                     threshold=t.p99_latency_ms,  # API Gateway reports milliseconds
                     comparison=GT,
                     evaluation_periods=5,
                 )
             )
-        for fn in stack.functions:
-            name = fn.node.id
+        functions = {fn.node.id: fn.function.function_name for fn in stack.functions}
+        if stack.api is not None:
+            functions["Api"] = read(self, self.config, "backend", "api-function-name")
+
+        def lambda_metric(function_name: str, metric_name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name=metric_name,
+                dimensions_map={"FunctionName": function_name},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        for name, function_name in functions.items():
             m.add(
                 Watch(
                     name=f"{name}Errors",
                     section=section,
                     description=f"Lambda {name}: errors in 5 minutes",
-                    metric=fn.function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                    metric=lambda_metric(function_name, "Errors"),
                     threshold=1,
                     comparison=GTE,
                     evaluation_periods=1,
@@ -184,7 +220,7 @@ class MonitoringStack(Stack):
                     name=f"{name}Throttles",
                     section=section,
                     description=f"Lambda {name}: throttled in 5 minutes",
-                    metric=fn.function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+                    metric=lambda_metric(function_name, "Throttles"),
                     threshold=1,
                     comparison=GTE,
                     evaluation_periods=1,
