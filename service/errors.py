@@ -112,11 +112,28 @@ _SLUGS = {
 }
 
 
+# What a pattern in the schema means, in words, for the 422 that names it (registered by the
+# models that use the pattern).
+_PATTERN_HINTS: dict[str, str] = {}
+
+
+def describe_pattern(pattern: str, meaning: str) -> str:
+    _PATTERN_HINTS[pattern] = meaning
+    return pattern
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        return _PATTERN_HINTS.get(pattern, "String does not match the pattern stated in the API schema")
+    return error.get("msg", "")
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors():
         # The offending input is not echoed back: it may be large, binary or sensitive.
-        errors.append({"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", "")})
+        errors.append({"loc": [str(part) for part in error.get("loc", ())], "msg": _message(error)})
     return errors
 
 
@@ -151,10 +168,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+        headers = dict(exc.headers or {})
         if status == 404 and detail == "Not Found":
             detail = f"No route for {request.method} {request.url.path}."
+        if status == 405:
+            # Every method of the resource, not only those of the first route that matched.
+            from service.methods import allowed_methods
+
+            methods = allowed_methods(request.app.router.routes, request.scope)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+            detail = f"{request.method} is not supported here; allowed: {headers.get('Allow', 'none')}."
         return problem_response(
-            status, _SLUGS.get(status, "http-error"), detail, instance=request.url.path, headers=exc.headers
+            status, _SLUGS.get(status, "http-error"), detail, instance=request.url.path, headers=headers
         )
 
     @app.exception_handler(OperationalError)

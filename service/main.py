@@ -13,8 +13,9 @@ from service.browser.router import auth_router, config_router, s3_router
 from service.config import Settings, get_settings
 from service.errors import document_problem_responses, install_error_handlers
 from service.heap import freeze_startup_heap
+from service.methods import OptionsMiddleware
 from service.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
-from service.recordings.router import router as recordings_router
+from service.recordings.router import build_router as recordings_router
 from service.uploads.router import router as uploads_router
 
 
@@ -41,13 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     document_problem_responses(app)
     # The busiest routes first: a request is matched against the routers in this order.
-    app.include_router(recordings_router)
+    app.include_router(recordings_router(settings))
     app.include_router(uploads_router)
     app.include_router(health.router)
     app.include_router(auth_router)
     app.include_router(config_router)
     app.include_router(s3_router)
     install_page(app)
+    # Inside CORS: a preflight is answered by CORS, any other OPTIONS here (204 + Allow).
+    app.add_middleware(OptionsMiddleware, routes=app.router.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

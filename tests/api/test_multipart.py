@@ -112,4 +112,6 @@ def test_multipart_upload_refuses_a_checksum(client, alice):
         headers=alice.headers,
     )
     assert response.status_code == 422
-    assert response.json()["type"] == "/problems/checksum-not-supported"
+    # The schema states the rule too (a "not" on size above the threshold with a checksum).
+    assert response.json()["type"] == "/problems/validation-error"
+    assert "checksum_sha256" in response.json()["detail"]
