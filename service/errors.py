@@ -52,8 +52,8 @@ class NotFound(ProblemError):
 
 
 class Conflict(ProblemError):
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(409, "conflict", detail, **extra)
+    def __init__(self, detail: str, slug: str = "conflict", **extra: Any) -> None:
+        super().__init__(409, slug, detail, **extra)
 
 
 class InvalidRequest(ProblemError):

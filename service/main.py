@@ -15,6 +15,7 @@ from service.errors import document_problem_responses, install_error_handlers
 from service.heap import freeze_startup_heap
 from service.methods import OptionsMiddleware
 from service.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
+from service.openapi import document_links
 from service.recordings.router import build_router as recordings_router
 from service.uploads.router import router as uploads_router
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     document_problem_responses(app)
+    document_links(app)
     # The busiest routes first: a request is matched against the routers in this order.
     app.include_router(recordings_router(settings))
     app.include_router(uploads_router)

@@ -17,6 +17,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     create_model,
     field_validator,
@@ -65,11 +69,12 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_STRING_CHARS = 1024
 
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=_NO_NUL)]
+# Strict: a value is stored as it was sent (lax mode would turn a too-long "000..." into 0).
 _MetadataScalar = (
-    Annotated[str, StringConstraints(max_length=MAX_METADATA_STRING_CHARS, pattern=_NO_NUL)]
-    | int
-    | Annotated[float, Field(allow_inf_nan=False)]
-    | bool
+    Annotated[StrictStr, StringConstraints(max_length=MAX_METADATA_STRING_CHARS, pattern=_NO_NUL)]
+    | StrictInt
+    | Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    | StrictBool
     | None
 )
 

@@ -172,7 +172,8 @@ def complete_upload(*, session: Session, storage: Storage, recording: Recording,
     info = inspect_object(storage=storage, recording=recording)
     recording = finalize(session=session, storage=storage, recording=recording, info=info)
     if recording.status == Status.FAILED.value:
-        raise InvalidRequest(
+        # 409, not 422: the request was well formed; what S3 holds conflicts with the declaration.
+        raise Conflict(
             f"Upload verification failed: {recording.failure_reason}",
             slug="verification-failed",
             recording_id=str(recording.id),

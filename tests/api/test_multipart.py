@@ -63,7 +63,7 @@ def test_wrong_total_size_fails_and_leaves_nothing(client, alice, s3, settings, 
     short = big[: SIZE - 100]
     put_parts(client, alice, recording, short, [1, 2, 3])
     response = complete(client, alice, recording["id"])
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "differs from the declared" in response.json()["detail"]
     assert client.get(f"/v1/recordings/{recording['id']}", headers=alice.headers).json()["status"] == "failed"
     assert not s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=recording["key"]).get("Versions")
