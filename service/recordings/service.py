@@ -197,10 +197,9 @@ def create_recording(
         )
         upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
     try:
-        connection.execute(_INSERT, row)
-        connection.commit()
+        with limits.pending_slot(connection, settings, principal.tenant):
+            connection.execute(_INSERT, row)
     except Exception:
-        connection.rollback()
         if row["upload_id"]:
             storage.abort_multipart(key=key, upload_id=row["upload_id"])
         raise
