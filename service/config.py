@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     jwt_algorithms: CsvList = ["RS256"]
     jwt_tenant_claim: str = "sub"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Tokens valid for longer (exp - iat) are refused: a leaked token stays useful only so long.
+    jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
 
     # Observability.
     metrics_enabled: bool = True
@@ -141,6 +143,9 @@ class Settings(BaseSettings):
             self.s3_endpoint_url = LOCAL_S3_ENDPOINT
         if self.multipart_threshold_bytes > self.max_upload_bytes:
             self.multipart_threshold_bytes = self.max_upload_bytes
+        if (self.jwt_issuer or self.jwt_jwks_url) and not (self.jwt_issuer and self.jwt_jwks_url and self.jwt_audience):
+            # A token for any client of the issuer would do without an audience.
+            raise ValueError("JWT needs JWT_ISSUER, JWT_JWKS_URL and JWT_AUDIENCE together")
         return self
 
     @property
