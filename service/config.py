@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     rate_limit_burst: int = Field(default=0, ge=0)  # 0: the bucket holds one minute's worth
     max_pending_uploads_per_tenant: int = Field(default=1000, ge=0)
+    # Credentials presented and refused, per client address and minute (0 turns it off); above
+    # it the address gets 429 with Retry-After. Kept in each process, like the request rate.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
 
     # HTTP.
     cors_origins: CsvList = []

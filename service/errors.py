@@ -62,13 +62,15 @@ class InvalidRequest(ProblemError):
 
 
 class Unauthorized(ProblemError):
-    def __init__(self, detail: str = "Missing or invalid credentials.") -> None:
+    def __init__(self, detail: str = "Missing or invalid credentials.", *, presented: bool = False) -> None:
         super().__init__(
             401,
             "unauthorized",
             detail,
             headers={"WWW-Authenticate": 'Bearer realm="recordings"'},
         )
+        # Credentials were sent and refused (as opposed to none sent): counts as a failed attempt.
+        self.presented = presented
 
 
 class ServiceUnavailable(ProblemError):

@@ -47,6 +47,18 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.rate > 0
 
+    def blocked(self, key: str) -> float:
+        """Seconds until ``key`` has a token again (0.0 if it has one now); takes nothing."""
+        if not self.enabled:
+            return 0.0
+        with self._lock:
+            entry = self._buckets.get(key)
+            if entry is None:
+                return 0.0
+            tokens, last = entry
+            tokens = min(self.capacity, tokens + (self._clock() - last) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def acquire(self, key: str) -> float:
         """Take one token for ``key``: 0.0 when allowed, else the seconds until one is available."""
         if not self.enabled:
@@ -119,6 +131,38 @@ def pending_slot(connection: Connection, settings: Settings, tenant: str) -> Ite
     finally:
         if autocommit and not dbapi_connection.closed:
             dbapi_connection.autocommit = True
+
+
+# Failed authentication, per client address: a bucket of failures. Presenting credentials that
+# turn out wrong takes a token; with none left, the address gets 429 before any credential is
+# checked, until the bucket refills (guessing keys or replaying stolen cookies is slowed down,
+# a client that authenticates correctly is never counted).
+def _auth_failures(app_state, settings: Settings) -> RateLimiter:
+    limiter = getattr(app_state, "auth_failure_limiter", None)
+    if limiter is None:
+        limiter = RateLimiter(settings.auth_failures_per_minute)
+        app_state.auth_failure_limiter = limiter
+    return limiter
+
+
+def _too_many_failures(settings: Settings, wait: float) -> TooManyRequests:
+    return TooManyRequests(
+        f"Too many failed authentication attempts from this address; the limit is "
+        f"{settings.auth_failures_per_minute} per minute.",
+        retry_after=math.ceil(wait),
+        slug="too-many-failed-authentications",
+    )
+
+
+def check_auth_failures(app_state, settings: Settings, address: str) -> None:
+    """429 while ``address`` has used up its failed authentications."""
+    wait = _auth_failures(app_state, settings).blocked(address)
+    if wait > 0:
+        raise _too_many_failures(settings, wait)
+
+
+def record_auth_failure(app_state, settings: Settings, address: str) -> None:
+    _auth_failures(app_state, settings).acquire(address)
 
 
 def enforce_pending_cap(connection: Connection, settings: Settings, tenant: str) -> None:
