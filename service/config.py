@@ -111,7 +111,12 @@ class Settings(BaseSettings):
 
     # Observability.
     metrics_enabled: bool = True
+    # /metrics answers only with `Authorization: Bearer <token>` when a token is configured,
+    # given directly or as a Secrets Manager secret holding it (what the CDK deployments pass).
     metrics_token: SecretStr | None = None
+    metrics_token_secret_arn: str | None = None
+    # The interactive documentation (/docs, /redoc); /openapi.json stays, clients generate from it.
+    docs_enabled: bool = True
 
     _split = field_validator("allowed_content_types", "cors_origins", "jwt_algorithms", mode="before")(
         staticmethod(_split_csv)
@@ -133,6 +138,7 @@ class Settings(BaseSettings):
         "jwt_issuer",
         "jwt_audience",
         "jwt_jwks_url",
+        "metrics_token_secret_arn",
         mode="before",
     )
     @classmethod

@@ -7,6 +7,7 @@ HTTP ``status`` and a ``detail`` written for the caller. Stack traces never leav
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -139,6 +140,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+_TYPE_MISMATCHES = {"string_type", "int_type", "float_type", "bool_type", "dict_type", "list_type", "none_required"}
+# Location parts that name a union's alternative rather than a place in the request.
+_SCHEMA_PART = re.compile(r"^(body|constrained-str|int|float|bool|none|str|(list|dict|function-\w+)\[.*\])$")
+
+
+def _is_type_mismatch(error: dict[str, Any]) -> bool:
+    return error.get("type") in _TYPE_MISMATCHES
+
+
+def _is_schema_part(part: str) -> bool:
+    return bool(_SCHEMA_PART.match(part))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -155,8 +169,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(part for part in first["loc"] if part not in ("body",)) or "request"
+        # A value that matches no alternative of a union (metadata values) fails once per
+        # alternative; the telling error is one that is not merely "wrong type".
+        telling = [e for e, raw in zip(errors, exc.errors(), strict=True) if not _is_type_mismatch(raw)]
+        first = (telling or errors or [{"loc": [], "msg": "invalid request"}])[0]
+        where = ".".join(part for part in first["loc"] if not _is_schema_part(part)) or "request"
         return problem_response(
             422,
             "validation-error",

@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Store large recordings in S3 through presigned uploads, with their metadata in PostgreSQL.",
         root_path=settings.root_path,
         lifespan=_lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     install_error_handlers(app)

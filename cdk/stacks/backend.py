@@ -14,7 +14,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.functions import (
@@ -58,6 +58,7 @@ class BackendStack(Stack):
         self.security_group.connections.allow_to(db_target, ec2.Port.tcp(db_port), "Lambda to PostgreSQL")
 
         public_base_url = f"https://{config.domain_name}" if config.domain_name else None
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="lambda",
@@ -68,6 +69,7 @@ class BackendStack(Stack):
             db_pool_size=1,
             db_max_overflow=0,
             public_base_url=public_base_url,
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
         )
         common = {
             "vpc": vpc,
@@ -148,6 +150,7 @@ class BackendStack(Stack):
                 **common,
             )
             app_functions.append(self.api)
+            grant_metrics_token_read(self.metrics_token, self.api.function)
             self.http_api = HttpApi(
                 self,
                 "HttpApi",

@@ -9,7 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service
@@ -34,6 +34,7 @@ class Ec2ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         ec2_cfg = config.ec2
         public_base_url = f"https://{config.domain_name}" if config.domain_name else None
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="server",
@@ -44,6 +45,7 @@ class Ec2ServiceStack(Stack):
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
         )
         # Outside Lambda the SDK needs the region from the environment.
         environment.update(AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
@@ -60,6 +62,7 @@ class Ec2ServiceStack(Stack):
         role = self.service.role
         storage.grant_app_access(role, principal_scope=role)
         database.grant_secret_read(role)
+        grant_metrics_token_read(self.metrics_token, role)
         repository.grant_pull(role)
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"

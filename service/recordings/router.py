@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 
 from service.config import Settings
 from service.deps import CallerDep
-from service.errors import PROBLEM_JSON
+from service.errors import PROBLEM_JSON, NotFound
 from service.recordings import service
 from service.recordings.models import Status
 from service.recordings.schemas import (
@@ -74,6 +74,13 @@ def build_router(settings: Settings) -> APIRouter:
     def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
         with caller.connection() as connection:
             row = service.owned_row(connection, principal=caller.principal, recording_id=recording_id)
+        if row.status == Status.DELETED.value:
+            # Deleted is gone for reads (HTTP: a DELETE removes the resource); it stays listable
+            # with ?status=deleted and restorable with POST .../restore.
+            raise NotFound(
+                "This recording was deleted; list it with ?status=deleted and bring it back with "
+                f"POST /v1/recordings/{recording_id}/restore."
+            )
         if not service.may_need_repair(row):
             return model_response(service.row_to_out(row))
         with caller.session() as session:

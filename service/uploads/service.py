@@ -58,9 +58,15 @@ def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[
         raise InvalidRequest("Name at least one part number.", slug="invalid-part-number")
     if len(part_numbers) > MAX_PART_URLS_PER_BATCH:
         raise InvalidRequest(f"At most {MAX_PART_URLS_PER_BATCH} part URLs per request.", slug="invalid-part-number")
-    out_of_range = [n for n in part_numbers if not 1 <= n <= (recording.part_count or 0)]
-    if out_of_range:
+    malformed = [n for n in part_numbers if not 1 <= n <= S3_MAX_PARTS]
+    if malformed:
         raise InvalidRequest(
+            f"Part numbers must be between 1 and {S3_MAX_PARTS}; got {malformed[:5]}.", slug="invalid-part-number"
+        )
+    out_of_range = [n for n in part_numbers if n > (recording.part_count or 0)]
+    if out_of_range:
+        # 409: any part number 1-10000 is well formed; this upload's plan has fewer parts.
+        raise Conflict(
             f"Part numbers must be between 1 and {recording.part_count}; got {out_of_range[:5]}.",
             slug="invalid-part-number",
         )

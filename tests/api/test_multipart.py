@@ -84,10 +84,18 @@ def test_complete_with_wrong_etag_is_rejected_and_stays_pending(client, alice, b
 def test_part_numbers_are_bounded(client, alice):
     recording = create(client, alice, size=SIZE)["recording"]
     rid = recording["id"]
-    for bad in ("0", "4", "1,2,99", "abc", ",".join(str(n) for n in range(1, 103))):
+    # Malformed (the schema's pattern refuses them): 422.
+    for bad in ("0", "abc", "1,,2", "10001", ",".join(str(n) for n in range(1, 103))):
         response = client.get(f"/v1/recordings/{rid}/upload/parts", params={"part_numbers": bad}, headers=alice.headers)
         assert response.status_code == 422, bad
         assert response.headers["content-type"] == "application/problem+json"
+    # Well formed, but beyond this upload's three parts: 409.
+    for beyond in ("4", "1,2,99"):
+        response = client.get(
+            f"/v1/recordings/{rid}/upload/parts", params={"part_numbers": beyond}, headers=alice.headers
+        )
+        assert response.status_code == 409, beyond
+        assert response.json()["type"] == "/problems/invalid-part-number"
 
 
 def test_part_urls_for_a_single_upload_are_a_conflict(client, alice):
