@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.browser import companion, sessions
 from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES
 from service.deps import CallerDep, SessionDep, SettingsDep
 from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized
+from service.uploads.service import PART_NUMBERS_PATTERN
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 _METADATA_PARAM = re.compile(r"^metadata\[([^\]]{1,100})\]$")
@@ -198,7 +199,7 @@ def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> lis
 def sign_part_batch(
     upload_id: str,
     key: KeyQuery,
-    part_numbers: Annotated[str, Query(alias="partNumbers", min_length=1, max_length=1000)],
+    part_numbers: Annotated[str, Query(alias="partNumbers", pattern=PART_NUMBERS_PATTERN, max_length=1000)],
     caller: CallerDep,
 ) -> SignedBatch:
     with caller.session() as session:
@@ -211,10 +212,11 @@ def sign_part_batch(
     return SignedBatch(presignedUrls=urls)
 
 
-@s3_router.get("/multipart/{upload_id}/{part_number}", response_model=SignedPart)
+# ":int": only digits route here, so ".../complete" is not taken for a part number.
+@s3_router.get("/multipart/{upload_id}/{part_number:int}", response_model=SignedPart)
 def sign_part(
     upload_id: str,
-    part_number: int,
+    part_number: Annotated[int, Path(ge=1, le=S3_MAX_PARTS)],
     key: KeyQuery,
     caller: CallerDep,
 ) -> SignedPart:

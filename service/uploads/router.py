@@ -15,7 +15,7 @@ from service.responses import model_response
 from service.storage import expires_at
 from service.timeutil import utcnow
 from service.uploads import service
-from service.uploads.service import MAX_PART_URLS_PER_BATCH
+from service.uploads.service import MAX_PART_URLS_PER_BATCH, PART_NUMBERS_PATTERN
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 router = APIRouter(
@@ -51,10 +51,6 @@ class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=10_000)]
-
-
-_PART_NUMBER = r"(?:[1-9][0-9]{0,3}|10000)"
-PART_NUMBERS_PATTERN = rf"^{_PART_NUMBER}(?:,{_PART_NUMBER}){{0,{MAX_PART_URLS_PER_BATCH - 1}}}$"
 
 
 def parse_part_numbers(raw: str) -> list[int]:

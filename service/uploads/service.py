@@ -28,6 +28,9 @@ log = logging.getLogger("service.uploads")
 
 MiB = 1024 * 1024
 MAX_PART_URLS_PER_BATCH = 100
+_PART_NUMBER = r"(?:[1-9][0-9]{0,3}|10000)"
+# Comma-separated part numbers (1-10000), at most MAX_PART_URLS_PER_BATCH of them.
+PART_NUMBERS_PATTERN = rf"^{_PART_NUMBER}(?:,{_PART_NUMBER}){{0,{MAX_PART_URLS_PER_BATCH - 1}}}$"
 
 
 @dataclass(frozen=True)
