@@ -201,15 +201,15 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
     if parts is not None:
         given = {int(p["part_number"]): normalize_etag(p["etag"]) for p in parts}
         if sorted(given) != list(expected):
-            raise InvalidRequest(
-                f"List every part from 1 to {recording.part_count} exactly once.", slug="invalid-parts"
-            )
+            raise Conflict(f"List every part from 1 to {recording.part_count} exactly once.", slug="invalid-parts")
         wrong = [n for n, etag in given.items() if uploaded.get(n) != etag]
         if wrong:
-            raise InvalidRequest(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
+            raise Conflict(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
     missing = [n for n in expected if n not in uploaded]
     if missing:
-        raise InvalidRequest(
+        # 409 like the other checks against what S3 holds: the request is well formed, the upload
+        # is not in a state to complete.
+        raise Conflict(
             f"{len(missing)} of {recording.part_count} parts are not uploaded yet (first missing: {missing[:10]}).",
             slug="parts-missing",
             missing_parts=missing[:100],
@@ -223,7 +223,7 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
-            raise InvalidRequest(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
+            raise Conflict(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
         raise
 
 

@@ -43,7 +43,7 @@ def test_interrupted_upload_resumes_from_uploaded_parts(client, alice, big):
     assert [p["size"] for p in listed] == [5 * MiB, 1 * MiB]
 
     early = complete(client, alice, recording["id"])
-    assert early.status_code == 422
+    assert early.status_code == 409
     assert early.json()["type"] == "/problems/parts-missing"
     assert early.json()["missing_parts"] == [2]
     # Still pending: the client can finish what it started.
@@ -76,7 +76,7 @@ def test_complete_with_wrong_etag_is_rejected_and_stays_pending(client, alice, b
     parts = [{"part_number": n, "etag": etag} for n, etag in etags.items()]
     parts[1]["etag"] = "0" * 32
     response = complete(client, alice, recording["id"], parts)
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["type"] == "/problems/invalid-parts"
     assert client.get(f"/v1/recordings/{recording['id']}", headers=alice.headers).json()["status"] == "pending"
 

@@ -135,7 +135,7 @@ def test_completing_with_a_missing_part_is_refused(client, alice):
         json={"parts": parts},
         headers=alice.headers,
     )
-    assert done.status_code == 422
+    assert done.status_code == 409
     assert done.json()["type"] == "/problems/invalid-parts"
 
 
