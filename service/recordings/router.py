@@ -93,7 +93,9 @@ def build_router(settings: Settings) -> APIRouter:
         """Change the title and/or metadata; every other field is read-only."""
         with caller.session() as session:
             recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-            updated = service.to_out(service.update_recording(session=session, recording=recording, data=data))
+            updated = service.to_out(
+                service.update_recording(session=session, settings=caller.settings, recording=recording, data=data)
+            )
         return model_response(updated)
 
     @router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

@@ -26,6 +26,7 @@ from service.recordings.schemas import (
     RecordingCreate,
     RecordingOut,
     RecordingUpdate,
+    metadata_bytes,
     stored_metadata_is_servable,
 )
 from service.storage import Storage, expires_at
@@ -142,6 +143,7 @@ def create_recording(
             f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
             slug="content-type-not-allowed",
         )
+    check_metadata_size(data.metadata, settings)
     limits.enforce_pending_cap(connection, settings, principal.tenant)
     multipart = data.size_bytes > settings.multipart_threshold_bytes
     if multipart and data.checksum_sha256:
@@ -250,7 +252,17 @@ def list_recordings(
 # Changes --------------------------------------------------------------------------------------
 
 
-def update_recording(*, session: Session, recording: Recording, data: RecordingUpdate) -> Recording:
+def check_metadata_size(metadata: dict, settings: Settings) -> None:
+    """MAX_METADATA_BYTES, when a deployment sets it below the schema's 16 KiB bound."""
+    size = metadata_bytes(metadata)
+    if size > settings.max_metadata_bytes:
+        raise InvalidRequest(
+            f"metadata must be at most {settings.max_metadata_bytes} bytes as JSON, got {size}.",
+            slug="metadata-too-large",
+        )
+
+
+def update_recording(*, session: Session, settings: Settings, recording: Recording, data: RecordingUpdate) -> Recording:
     if recording.status == Status.DELETED.value:
         raise Conflict("A deleted recording cannot be changed; restore it first.")
     changes = data.model_dump(exclude_unset=True)
@@ -259,6 +271,7 @@ def update_recording(*, session: Session, recording: Recording, data: RecordingU
     if "metadata" in changes:
         if changes["metadata"] is None:
             raise InvalidRequest("metadata must be an object; send {} to clear it.")
+        check_metadata_size(changes["metadata"], settings)
         recording.metadata_ = changes["metadata"]
     if changes:
         recording.updated_at = utcnow()

@@ -217,3 +217,21 @@ def test_metadata_stored_before_the_limits_never_breaks_a_response(api, alice, s
     fixed = api.patch(f"/v1/recordings/{poisoned['id']}", json={"metadata": {"new": 1}}, headers=alice.headers)
     assert fixed.status_code == 200
     assert fixed.json()["metadata"] == {"new": 1}
+
+
+def test_a_deployment_can_set_a_smaller_metadata_size(settings, alice):
+    configured = make_settings(
+        settings.database_url.get_secret_value(),
+        settings.s3_endpoint_url,
+        s3_bucket=settings.s3_bucket,
+        max_metadata_bytes=100,
+    )
+    with TestClient(create_app(configured)) as api:
+        big = {"note": "x" * 200}
+        created = api.post("/v1/recordings", json={**VALID, "metadata": big}, headers=alice.headers)
+        assert created.status_code == 422
+        assert created.json()["type"] == "/problems/metadata-too-large"
+        small = _create(api, alice, metadata={"note": "short"})
+        patched = api.patch(f"/v1/recordings/{small['id']}", json={"metadata": big}, headers=alice.headers)
+        assert patched.status_code == 422
+        assert patched.json()["type"] == "/problems/metadata-too-large"
