@@ -253,12 +253,17 @@ _BODY_PROBLEMS = {
     "400": "The body could not be parsed (malformed JSON or not UTF-8)",
     "413": "The request body is larger than MAX_REQUEST_BODY_BYTES",
 }
-_LIMIT_PROBLEM = {"429": "Too many requests, or too many uploads in progress, for this tenant (see Retry-After)"}
+_LIMIT_PROBLEM = {
+    "429": "Too many requests or uploads in progress for this tenant, or too many failed authentications "
+    "from this address (see Retry-After)",
+    "503": "The database or object storage is unavailable (see Retry-After)",
+}
 
 
 def document_problem_responses(app: FastAPI) -> None:
     """Add the answers every operation can give but no route declares to the OpenAPI schema:
-    400/413 where a body is read, 429 where a tenant is limited (the /v1 API)."""
+    400/413 where a body is read; 429 and 503 on the /v1 API (limits, and the database or
+    storage it depends on)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -79,6 +79,9 @@ def test_schemathesis_finds_nothing(live_api, alice, tmp_path):
         f"phases {phases}, "
         f"{report['running_time']:.0f}s"
     )
+    for name, warning in report["warnings"].items():
+        if warning:
+            print(f"  warning {name}: {json.dumps(warning)[:300]}")
     assert run.returncode == 0, run.stdout[-20_000:]
     assert cases["unique_failures"] == 0, run.stdout[-20_000:]
     assert not report["failures"], run.stdout[-20_000:]
