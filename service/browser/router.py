@@ -145,7 +145,9 @@ class Completed(BaseModel):
     bucket: str
 
 
-KeyQuery = Annotated[str, Query(min_length=1, max_length=512)]
+# PostgreSQL text cannot hold NUL: the schema says so rather than the database refusing it.
+KeyQuery = Annotated[str, Query(min_length=1, max_length=512, pattern=r"^[^\x00]+$")]
+UploadId = Annotated[str, Path(max_length=1024, pattern=r"^[^\x00]+$")]
 
 
 @s3_router.get("/params", response_model=PresignedPost)
@@ -188,7 +190,7 @@ def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[st
 
 
 @s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
-def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
+def list_uploaded_parts(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
     """The parts S3 holds already (Uppy resumes from these)."""
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
@@ -197,7 +199,7 @@ def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> lis
 
 @s3_router.get("/multipart/{upload_id}/batch", response_model=SignedBatch)
 def sign_part_batch(
-    upload_id: str,
+    upload_id: UploadId,
     key: KeyQuery,
     part_numbers: Annotated[str, Query(alias="partNumbers", pattern=PART_NUMBERS_PATTERN, max_length=1000)],
     caller: CallerDep,
@@ -215,7 +217,7 @@ def sign_part_batch(
 # ":int": only digits route here, so ".../complete" is not taken for a part number.
 @s3_router.get("/multipart/{upload_id}/{part_number:int}", response_model=SignedPart)
 def sign_part(
-    upload_id: str,
+    upload_id: UploadId,
     part_number: Annotated[int, Path(ge=1, le=S3_MAX_PARTS)],
     key: KeyQuery,
     caller: CallerDep,
@@ -228,7 +230,7 @@ def sign_part(
 
 @s3_router.post("/multipart/{upload_id}/complete", response_model=Completed)
 def complete_multipart_upload(
-    upload_id: str,
+    upload_id: UploadId,
     key: KeyQuery,
     caller: CallerDep,
     body: Annotated[CompleteMultipart, Body()],
@@ -241,7 +243,7 @@ def complete_multipart_upload(
 
 
 @s3_router.delete("/multipart/{upload_id}")
-def abort_multipart_upload(upload_id: str, key: KeyQuery, caller: CallerDep) -> dict[str, Any]:
+def abort_multipart_upload(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> dict[str, Any]:
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
         companion.abort(session=session, storage=caller.storage, recording=recording)

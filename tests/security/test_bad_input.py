@@ -179,4 +179,6 @@ def test_nul_characters_are_a_422_not_a_500(api, alice, uppy_upload):
         f"/v1/s3/multipart/{uppy_upload['uploadId']}", params={"key": "alice/\x00"}, headers=alice.headers
     )
     assert response.status_code == 422, response.text
-    assert response.json()["type"] == "/problems/invalid-characters"
+    # The schema states it too, so the request is refused before it reaches the database.
+    assert response.json()["type"] == "/problems/validation-error"
+    assert response.json()["errors"][0]["loc"] == ["query", "key"]
