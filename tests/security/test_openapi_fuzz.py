@@ -22,7 +22,7 @@ import uvicorn
 from service.main import create_app
 from tests.conftest import make_settings
 
-SEED = 20_261_130
+SEED = int(os.environ.get("FUZZ_SEED", "20261130"))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))  # per operation, phase and mode
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
