@@ -15,7 +15,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.functions import (
@@ -74,6 +74,7 @@ class BackendStack(Stack):
             ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(db_port), "Lambda to PostgreSQL (or its proxy)"
         )
 
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="lambda",
@@ -84,6 +85,7 @@ class BackendStack(Stack):
             db_pool_size=1,
             db_max_overflow=0,
             public_base_url=None,  # the API function gets its own (the HTTP API's URL) below
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
         )
         # API Gateway serves HTTPS only.
         environment["SESSION_COOKIE_SECURE"] = "true"
@@ -175,6 +177,7 @@ class BackendStack(Stack):
                 **common,
             )
             app_functions.append(self.api)
+            grant_metrics_token_read(self.metrics_token, self.api.function)
             self.http_api = HttpApi(
                 self,
                 "HttpApi",

@@ -9,7 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service, HttpsOptions, server_image_parameter_name
@@ -39,6 +39,7 @@ class Ec2ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         ec2_cfg = config.ec2
         public_base_url = config.public_base_url
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="server",
@@ -49,6 +50,7 @@ class Ec2ServiceStack(Stack):
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
         )
         environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
         # Outside Lambda the SDK needs the region from the environment.
@@ -73,11 +75,12 @@ class Ec2ServiceStack(Stack):
             else None,
         )
         role = self.service.role
-        # The API, plus what the runbook's commands on the host need (`ops verify-s3-restore`).
+        # The API; the runbook's backup checks use the backup-verification role, not this one.
         storage.grant_app_access(role, access=API_ACCESS, principal_scope=role)
         # S3 refusing the app, as logged by the container: the monitoring stack's StorageRejected alarm.
         self.storage_rejected = count_storage_rejections(self.service.container_log_group, Duration.minutes(5))
         database.grant_secret_read(role)
+        grant_metrics_token_read(self.metrics_token, role)
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"
         )
@@ -95,7 +98,7 @@ class Ec2ServiceStack(Stack):
             self,
             "ServerImageParameter",
             value=self.service.image_parameter_name,
-            description="CI writes <repository-uri>@sha256:<digest> here; instances run it from their next boot",
+            description="CI writes the server image digest (sha256:...) here; instances run it from their next boot",
         )
         self._acknowledge()
 
