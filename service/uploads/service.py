@@ -197,7 +197,15 @@ def complete_upload(
     parts: list[dict] | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
 ) -> Recording:
-    """Finish an upload and verify it. Idempotent: an available recording is returned unchanged."""
+    """Finish an upload and verify it. Idempotent: an available recording is returned unchanged.
+
+    Concurrent completes of one recording take turns on its row (``SELECT ... FOR UPDATE``, held
+    until ``finalize`` commits): otherwise a second call could find the multipart upload already
+    gone and the object not yet there while the first is still assembling it, and fail a good
+    upload. The second call then sees the first one's verdict.
+    """
+    if recording.status == Status.PENDING.value:
+        session.refresh(recording, with_for_update=True)
     if recording.status == Status.AVAILABLE.value:
         return recording
     if recording.status != Status.PENDING.value:

@@ -129,7 +129,7 @@ def test_a_long_list_pages_and_failures_say_why(page, live_server):
     # Completing with nothing uploaded fails it, with a reason.
     assert (
         httpx.post(f"{live_server.url}/v1/recordings/{failed['id']}/complete", headers=tenant.headers).status_code
-        == 422
+        == 409
     )
 
     sign_in(page, tenant.token)
