@@ -5,11 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 
 from service.deps import CallerDep
 from service.errors import PROBLEM_JSON
+from service.read_routing import PrimaryNeeded, routed_read
 from service.recordings import service
-from service.recordings.models import Status
+from service.recordings.models import Recording, Status
 from service.recordings.schemas import (
     CreatedRecording,
     DownloadLink,
@@ -51,14 +53,20 @@ def list_recordings(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[Status | None, Query(alias="status")] = None,
 ) -> Response:
-    """The caller's recordings, newest first (deleted ones only with `status=deleted`)."""
-    with caller.session() as session:
+    """The caller's recordings, newest first (deleted ones only with `status=deleted`).
+
+    Read from the read replica when one is configured and within the lag limit."""
+
+    def page(session: Session, on_replica: bool) -> RecordingPage:
         rows, next_cursor = service.list_recordings(
             session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
         )
+        if on_replica and any(service.may_need_repair(row) for row in rows):
+            raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
         service.repair_pending(session, caller.storage, rows)
-        page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
-    return model_response(page)
+        return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+
+    return model_response(routed_read(caller.settings, page))
 
 
 @router.get("/{recording_id}", response_model=RecordingOut)
@@ -108,9 +116,17 @@ def restore_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
     responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
 )
 def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
-    with caller.session() as session:
+    """A presigned GET for an available recording; read from the read replica when one is
+    configured, from the primary when the replica has not seen the recording become available."""
+
+    def downloadable(session: Session, on_replica: bool) -> Recording:
         recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        if on_replica and recording.status != Status.AVAILABLE.value:
+            raise PrimaryNeeded  # just completed, restored or verified: the primary knows
         service.repair_pending(session, caller.storage, [recording])
+        return recording
+
+    recording = routed_read(caller.settings, downloadable)
     url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
