@@ -121,6 +121,8 @@ def test_the_read_replicas_use_the_apps_secret_and_every_replica_host(monkeypatc
     assert url.query["host"] == ("r1.example:5432", "r2.example:5432")
     assert _engine_options(url, two)["connect_args"]["load_balance_hosts"] == "random"
 
-    by_url = replica_settings(app.model_copy(update={"database_read_url": SecretStr("postgresql://app@replica/recordings")}))
+    by_url = replica_settings(
+        app.model_copy(update={"database_read_url": SecretStr("postgresql://app@replica/recordings")})
+    )
     assert by_url.database_secret_arn is None
     assert database_url(by_url).host == "replica"
