@@ -56,6 +56,7 @@ class BackendStack(Stack):
         db_host, db_port, db_target = database.lambda_endpoint()
         # The ingress rule lands on the database (or proxy) security group, created in this stack.
         self.security_group.connections.allow_to(db_target, ec2.Port.tcp(db_port), "Lambda to PostgreSQL")
+        database.allow_read_from(self.security_group, "Lambda to the read replicas")
 
         public_base_url = f"https://{config.domain_name}" if config.domain_name else None
         environment = app_environment(
@@ -68,6 +69,7 @@ class BackendStack(Stack):
             db_pool_size=1,
             db_max_overflow=0,
             public_base_url=public_base_url,
+            database_read_host=database.read_hosts,
         )
         common = {
             "vpc": vpc,

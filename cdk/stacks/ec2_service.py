@@ -44,6 +44,7 @@ class Ec2ServiceStack(Stack):
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
+            database_read_host=database.read_hosts,
         )
         # Outside Lambda the SDK needs the region from the environment.
         environment.update(AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
@@ -64,6 +65,7 @@ class Ec2ServiceStack(Stack):
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"
         )
+        database.allow_read_from(self.service.instance_security_group, "EC2 app to the read replicas")
 
         CfnOutput(self, "LoadBalancerDnsName", value=self.service.alb.load_balancer_dns_name)
         CfnOutput(self, "ServiceUrl", value=public_base_url or self.service.url)

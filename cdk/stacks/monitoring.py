@@ -40,6 +40,7 @@ class MonitoringStack(Stack):
             self._watch_ec2(ec2_service)
         self._watch_lambda(backend)
         self._watch_database(data)
+        self._watch_replicas(data)
         self._watch_bucket(data)
         self.monitoring.finish()
         CfnOutput(self, "DashboardName", value=f"{config.prefix}-service")
@@ -262,6 +263,59 @@ class MonitoringStack(Stack):
                 evaluation_periods=1,
             )
         )
+
+    def _watch_replicas(self, stack: DataStack) -> None:
+        """Each read replica: replay lag, and the primary's CPU, connection and memory alarms."""
+        m, t, cfg = self.monitoring, self.config.alarms, self.config
+        max_conn = cfg.database.max_connections
+        for number, replica in enumerate(stack.database.replicas, start=1):
+            name, section = f"DbReplica{number}", f"RDS read replica {number}"
+            m.add(
+                Watch(
+                    name=f"{name}Lag",
+                    section=section,
+                    description=f"Replica {number} lag > {t.db_replica_lag_seconds:g} s for 5 minutes "
+                    f"(reads go to the primary beyond {cfg.database.read_max_lag_seconds:g} s)",
+                    metric=replica.metric("ReplicaLag", period=ONE_MINUTE, statistic="Maximum"),
+                    threshold=t.db_replica_lag_seconds,
+                    comparison=GT,
+                    evaluation_periods=5,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}Cpu",
+                    section=section,
+                    description=f"Replica {number} CPU > {t.cpu_percent:g}% for 15 minutes",
+                    metric=replica.metric_cpu_utilization(period=FIVE_MINUTES),
+                    threshold=t.cpu_percent,
+                    comparison=GT,
+                    evaluation_periods=3,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}Connections",
+                    section=section,
+                    description=f"Replica {number} connections > {t.db_connections_percent:g}% of "
+                    f"max_connections ({max_conn})",
+                    metric=replica.metric_database_connections(period=ONE_MINUTE, statistic="Maximum"),
+                    threshold=round(max_conn * t.db_connections_percent / 100),
+                    comparison=GT,
+                    evaluation_periods=5,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}LowFreeableMemory",
+                    section=section,
+                    description=f"Replica {number} freeable memory < {t.free_memory_percent:g}% for 15 minutes",
+                    metric=replica.metric_freeable_memory(period=FIVE_MINUTES, statistic="Minimum"),
+                    threshold=int(cfg.database_memory_bytes * t.free_memory_percent / 100),
+                    comparison=LT,
+                    evaluation_periods=3,
+                )
+            )
 
     def _watch_bucket(self, stack: DataStack) -> None:
         t = self.config.alarms
