@@ -17,6 +17,7 @@ from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
 from cdk.stacks.foundation import FoundationStack
 from cdk.stacks.monitoring import MonitoringStack
+from cdk.stacks.observability import ObservabilityStack
 from cdk.stacks.replica import ReplicaStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,16 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         ec2_service=ec2_stack,
         env=env,
     )
+    if config.features.monitoring_host and ec2_stack is not None:
+        stacks["observability"] = ObservabilityStack(
+            app,
+            f"{p}-observability",
+            config=config,
+            vpc=foundation.vpc,
+            topic=foundation.topic,
+            ec2_service=ec2_stack,
+            env=env,
+        )
 
     for stack in stacks.values():
         acknowledge_framework_resources(stack)

@@ -138,12 +138,27 @@ class AlarmConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MonitoringHostConfig:
+    """The Prometheus + Alertmanager + Grafana host (features.monitoring_host). Images are pinned
+    by version; node_exporter_image also runs on every app instance."""
+
+    instance_type: str
+    root_volume_gib: int
+    retention_days: int
+    prometheus_image: str
+    alertmanager_image: str
+    grafana_image: str
+    node_exporter_image: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureFlags:
     ec2_service: bool
     lambda_api: bool
     rds_proxy: bool
     replication: bool
     cloudtrail: bool
+    monitoring_host: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +182,7 @@ class DeploymentConfig:
     app: AppConfig
     alarms: AlarmConfig
     features: FeatureFlags
+    monitoring_host: MonitoringHostConfig
 
     @property
     def prefix(self) -> str:
@@ -314,6 +330,12 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("storage.replication_region: required when features.replication is on")
     if cfg.storage.replication_region == cfg.region:
         errors.append("storage.replication_region: must differ from region")
+    if cfg.features.monitoring_host and not cfg.features.ec2_service:
+        errors.append("features.monitoring_host: scrapes the EC2 service; turn on features.ec2_service")
+    for name in ("prometheus_image", "alertmanager_image", "grafana_image", "node_exporter_image"):
+        image = getattr(cfg.monitoring_host, name)
+        if ":" not in image or image.endswith((":latest", ":")):
+            errors.append(f"monitoring_host.{name}: pin a version tag, not {image!r}")
     if not 0 <= db.read_replicas <= 5:
         errors.append("database.read_replicas: 0 to 5 (RDS allows 15 per instance; 5 keeps the budget sane)")
     if cfg.is_production and db.read_replicas < 1:

@@ -17,6 +17,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk.config import Ec2Config
+from cdk.constructs.monitoring_host import node_exporter_commands
 from cdk.constructs.storage import secure_bucket
 from cdk.nag import acknowledge
 
@@ -70,6 +71,7 @@ class Ec2Service(Construct):
         container_environment: dict[str, str],
         log_retention: logs.RetentionDays,
         certificate_arn: str | None = None,
+        node_exporter_image: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
@@ -148,6 +150,9 @@ class Ec2Service(Construct):
                 log_group_name=self.container_log_group.log_group_name,
             )
         )
+        if node_exporter_image:
+            # Host metrics (CPU, memory, disk, network) for Prometheus on the monitoring host.
+            user_data.add_commands(*node_exporter_commands(node_exporter_image))
 
         self.launch_template = ec2.LaunchTemplate(
             self,

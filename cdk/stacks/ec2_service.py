@@ -57,6 +57,7 @@ class Ec2ServiceStack(Stack):
             container_environment=environment,
             log_retention=log_retention(config.log_retention_days),
             certificate_arn=config.certificate_arn,
+            node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
         storage.grant_app_access(role, principal_scope=role)
