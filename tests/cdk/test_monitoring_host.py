@@ -240,3 +240,14 @@ def test_node_exporter_runs_on_every_app_instance(profile) -> None:
     assert "Restart=always" in script
     # The app's own bootstrap is unchanged and comes first.
     assert script.index("recordings.service") < script.index("node-exporter.service")
+
+
+def test_the_runbook_commands_name_outputs_the_stack_has(profile) -> None:
+    runbook = (REPO_ROOT / "RUNBOOK.md").read_text()
+    outputs = profile.template_json("observability")["Outputs"]
+    for prefix in ("MonitoringHostInstanceId", "MonitoringHostGrafanaAdminSecretArn"):
+        assert f"starts_with(OutputKey, '{prefix}')" in runbook
+        assert [key for key in outputs if key.startswith(prefix)], prefix
+    assert "AWS-StartPortForwardingSession" in runbook
+    assert f'"portNumber":["{GRAFANA_PORT}"]' in runbook
+    assert f'"portNumber":["{PROMETHEUS_PORT}"]' in runbook
