@@ -98,7 +98,7 @@ DB_STALE_CONNECTIONS = Counter(
 # Read routing (service/read_routing.py): which server answered each routed read, and why a read
 # meant for the replica went to the primary.
 READ_TARGETS = ("replica", "primary")
-READ_FALLBACK_REASONS = ("unreachable", "lagging", "not_on_replica")
+READ_FALLBACK_REASONS = ("unreachable", "replica_error", "lagging", "not_on_replica")
 DB_READS = Counter("db_reads_total", "Routed reads (list, download) by the server that answered", ["target"])
 DB_READ_FALLBACKS = Counter(
     "db_read_fallbacks_total",

@@ -10,8 +10,10 @@ take ``DATABASE_READ_MAX_LAG_SECONDS`` of replication lag:
   on (a pending upload that the read would verify, a recording not yet available for download),
   is answered by the primary instead: a lagging replica can never make a caller's new recording
   look missing or unfinished;
-* a replica that cannot be reached (or fails mid-read) hands the read to the primary, and reads
-  skip it for ``DATABASE_READ_RETRY_SECONDS`` so that no request waits for its connect timeout.
+* a replica that cannot be reached (or drops the connection mid-read) hands the read to the
+  primary, and reads skip it for ``DATABASE_READ_RETRY_SECONDS`` so that no request waits for its
+  connect timeout; a query the replica cancels (a conflict with recovery, the statement timeout)
+  is answered by the primary, and the next read tries the replica again.
 
 Every fallback is counted in ``db_read_fallbacks_total{reason}``, every routed read in
 ``db_reads_total{target}``. Readiness never checks the replica: the primary can serve every
@@ -134,6 +136,11 @@ def _try_replica(settings: Settings, replica: Settings, work: Callable[[Session,
             except (PrimaryNeeded, NotFound):
                 return "not_on_replica"
     except UNREACHABLE as exc:
+        if getattr(getattr(exc, "orig", None), "pgcode", None):
+            # The replica answered with an error: a query cancelled by a conflict with recovery
+            # or by the statement timeout. This read goes to the primary; the next tries again.
+            log.warning("read replica error (%s); this read goes to the primary", exc.orig.pgcode)
+            return "replica_error"
         log.warning(
             "read replica unavailable (%s); reads go to the primary for %g s",
             type(exc).__name__,

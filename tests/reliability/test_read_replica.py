@@ -76,8 +76,14 @@ class Replica:
 
 def _make_replica(migrated: str) -> Iterator[Replica]:
     primary = make_url(BASE_DATABASE_URL)
-    if primary.port != make_url(migrated).port:  # pragma: no cover - the fixtures use one server
-        pytest.fail("the run's database is not on the TEST_DATABASE_URL server")
+    with _connect(primary.port or 5432) as server:
+        version = int(_scalar(server, "SHOW server_version_num"))
+        senders = int(_scalar(server, "SHOW max_wal_senders"))
+    if version // 10000 != 18 or senders < 1:
+        pytest.fail(
+            "the read-replica tests need the PostgreSQL 18 test cluster, which allows replication: "
+            "run `make test`, or `python -m tests.pg_server start` and TEST_DATABASE_URL=<its URL>"
+        )
     port = free_port()
     start_replica(port, primary_port=primary.port or 5432)
     replica = Replica(port)
@@ -230,3 +236,21 @@ def test_reads_fall_back_to_the_primary_when_the_replica_is_down(settings, doome
     finally:
         reset_engine(read_routing.replica_settings(routed))
         read_routing.forget_failures()
+
+
+def test_a_query_the_replica_cancels_is_answered_by_the_primary_and_the_replica_stays_in_use(routed, alice):
+    """A server-side error on the replica (here its statement timeout; in production also a
+    conflict with recovery) costs that one read a trip to the primary, not the replica's use."""
+    from sqlalchemy import text
+
+    errors = _count("db_read_fallbacks_total", reason="replica_error")
+
+    def slow_on_replica(session, on_replica: bool) -> str:
+        if on_replica:
+            session.execute(text("SET LOCAL statement_timeout = 10"))
+            session.execute(text("SELECT pg_sleep(1)"))
+        return "primary" if not on_replica else "replica"
+
+    assert read_routing.routed_read(routed, slow_on_replica) == "primary"
+    assert _count("db_read_fallbacks_total", reason="replica_error") == errors + 1
+    assert read_routing.routed_read(routed, lambda session, on_replica: on_replica) is True
