@@ -55,7 +55,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
 CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0"]
 
 # ---- lambda: the same code behind Mangum (handlers/api.py) ----
-FROM public.ecr.aws/lambda/python:3.11 AS lambda
+FROM public.ecr.aws/lambda/python:3.12 AS lambda
 ENV RUNTIME=lambda PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --no-compile -r /tmp/requirements.txt --target "${LAMBDA_TASK_ROOT}" \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cdk.stacks.backend import BackendStack
 from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
 from cdk.stacks.foundation import FoundationStack
+from cdk.stacks.github_oidc import GithubOidcStack, GithubSettings
 from cdk.stacks.monitoring import MonitoringStack
 from cdk.stacks.observability import ObservabilityStack
 from cdk.stacks.replica import ReplicaStack
@@ -32,6 +34,16 @@ class Deployment:
 
 def cdk_json_context() -> dict[str, Any]:
     return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def lambda_image_digest(app: App) -> str | None:
+    """``-c lambda_image_digest=sha256:...``: the Lambda image CI pushed and scanned."""
+    digest = app.node.try_get_context("lambda_image_digest")
+    if digest is None:
+        return None
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(digest)):
+        raise ValueError(f"lambda_image_digest must be sha256:<64 hex digits>, not {digest!r}")
+    return str(digest)
 
 
 def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = None) -> Deployment:
@@ -70,6 +82,8 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         vpc=foundation.vpc,
         database=data.database,
         storage=data.storage,
+        repository=data.repository,
+        image_digest=lambda_image_digest(app),
         env=env,
     )
     stacks["backend"] = backend
@@ -88,6 +102,16 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         # Instances start only after the migration custom resource (in backend) succeeded.
         ec2_stack.add_stack_dependency(backend, "database migrations run before the EC2 service")
         stacks["ec2"] = ec2_stack
+    stacks["github"] = GithubOidcStack(
+        app,
+        f"{p}-github",
+        config=config,
+        github=GithubSettings.from_context(app.node.try_get_context("github")),
+        repository=data.repository,
+        storage=data.storage,
+        database=data.database,
+        env=env,
+    )
     stacks["monitoring"] = MonitoringStack(
         app,
         f"{p}-monitoring",

@@ -8,7 +8,13 @@
   from its previous version (removing the delete marker restores it).
 
 CLI: ``python -m service ops verify-backup|verify-s3-restore`` (``register_cli``). Run it from
-inside the VPC (an app host through Session Manager) so the temporary instance is reachable.
+inside the VPC (an app host through Session Manager) so the temporary instance is reachable, with
+the credentials of the backup-verification role (``BackupVerificationRoleArn`` of the
+``-github`` stack): the app hosts' own role may not touch RDS.
+
+A verification that cannot fail proves nothing: by default an empty restore
+(``DEFAULT_MIN_RECORDINGS``) and a snapshot older than ``DEFAULT_MAX_SNAPSHOT_AGE_HOURS`` (daily
+automated snapshots stopped) both fail it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
@@ -28,6 +34,9 @@ from sqlalchemy.pool import NullPool
 
 VERIFY_TAG = {"Key": "purpose", "Value": "backup-verification"}
 DEFAULT_INSTANCE_CLASS = "db.t4g.micro"
+DEFAULT_MIN_RECORDINGS = 1
+# RDS takes an automated snapshot every day; a day and a half leaves room for the backup window.
+DEFAULT_MAX_SNAPSHOT_AGE_HOURS = 36
 CANARY_PREFIX = "ops/restore-canary/"
 
 
@@ -47,7 +56,7 @@ class DatabaseCheck:
         return not self.problems
 
 
-def check_database(url: str | URL, *, min_recordings: int = 0) -> DatabaseCheck:
+def check_database(url: str | URL, *, min_recordings: int = DEFAULT_MIN_RECORDINGS) -> DatabaseCheck:
     """Row counts of ``recordings`` and ``api_keys`` and one recording read back in full."""
     result = DatabaseCheck()
     engine = create_engine(url, poolclass=NullPool, connect_args=_connect_args(url))
@@ -190,11 +199,14 @@ def verify_backup(
     snapshot_id: str | None = None,
     timeout_seconds: int = 3600,
     poll_seconds: int = 30,
-    min_recordings: int = 0,
+    min_recordings: int = DEFAULT_MIN_RECORDINGS,
+    max_snapshot_age: timedelta | None = timedelta(hours=DEFAULT_MAX_SNAPSHOT_AGE_HOURS),
+    now: datetime | None = None,
     check: Callable[..., DatabaseCheck] | None = None,
 ) -> BackupReport:
     """Restore, check and delete. Without ``credentials`` the temporary instance gets a fresh
-    random master password (the snapshot's may have rotated since)."""
+    random master password (the snapshot's may have rotated since). When the newest snapshot is
+    older than ``max_snapshot_age`` the verification fails before anything is restored."""
     report = BackupReport(source_instance=instance_id)
     created = False
     try:
@@ -208,6 +220,15 @@ def verify_backup(
             return report
         report.snapshot = snapshot["DBSnapshotIdentifier"]
         report.snapshot_time = str(snapshot["SnapshotCreateTime"])
+        age = (now or datetime.now(UTC)) - snapshot["SnapshotCreateTime"]
+        # A snapshot named on purpose may be old; the newest one may not.
+        if snapshot_id is None and max_snapshot_age is not None and age > max_snapshot_age:
+            hours = age.total_seconds() / 3600
+            report.error = (
+                f"newest snapshot {report.snapshot} is {hours:.0f} h old "
+                f"(at most {max_snapshot_age.total_seconds() / 3600:.0f} h): backups have stopped"
+            )
+            return report
         report.temp_instance = temp_instance_id(instance_id)
         restore_to_temp(
             rds, source=source, snapshot=snapshot, temp_id=report.temp_instance, instance_class=instance_class
@@ -357,6 +378,7 @@ def _verify_backup_command(args: argparse.Namespace) -> int:
         snapshot_id=args.snapshot,
         timeout_seconds=args.timeout_minutes * 60,
         min_recordings=args.min_recordings,
+        max_snapshot_age=timedelta(hours=args.max_snapshot_age_hours) if args.max_snapshot_age_hours else None,
     )
     print("\n".join(report.lines()))
     print(f"took:              {time.monotonic() - started:.0f} s")
@@ -395,7 +417,18 @@ def register_cli(subparsers: Any) -> None:
     backup.add_argument("--snapshot", help="a specific snapshot identifier instead of the latest")
     backup.add_argument("--instance-class", default=DEFAULT_INSTANCE_CLASS)
     backup.add_argument("--timeout-minutes", type=int, default=60)
-    backup.add_argument("--min-recordings", type=int, default=0, help="fail when fewer recordings rows are restored")
+    backup.add_argument(
+        "--min-recordings",
+        type=int,
+        default=DEFAULT_MIN_RECORDINGS,
+        help=f"fail when fewer recordings rows are restored (default {DEFAULT_MIN_RECORDINGS})",
+    )
+    backup.add_argument(
+        "--max-snapshot-age-hours",
+        type=float,
+        default=DEFAULT_MAX_SNAPSHOT_AGE_HOURS,
+        help=f"fail when the newest snapshot is older (default {DEFAULT_MAX_SNAPSHOT_AGE_HOURS}; 0: no limit)",
+    )
     backup.add_argument("--region", help="AWS region (default: AWS_REGION setting)")
     backup.set_defaults(func=_verify_backup_command)
 

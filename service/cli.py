@@ -62,14 +62,16 @@ def _api_keys(args: argparse.Namespace) -> int:
                     f"\tlast used {last_used}"
                 )
         else:
-            if not api_keys.revoke_api_key(session, prefix=args.prefix):
+            revoked = api_keys.revoke_api_key(session, prefix=args.prefix)
+            if revoked is None:
                 print(f"no active API key with prefix {args.prefix}", file=sys.stderr)
                 return 1
-            print(f"revoked API key {args.prefix}")
+            print(f"revoked API key {args.prefix}; ended {revoked.sessions_ended} browser sessions made with it")
     return 0
 
 
 def _reap(_args: argparse.Namespace) -> int:
+    from service.browser.sessions import delete_expired_sessions
     from service.db import session_scope
     from service.storage import Storage
     from service.uploads.service import reap
@@ -77,7 +79,11 @@ def _reap(_args: argparse.Namespace) -> int:
     settings = get_settings()
     with session_scope(settings) as session:
         result = reap(session=session, storage=Storage.from_settings(settings), settings=settings)
-    print(f"examined {result.examined} stale pending uploads, expired {result.expired}")
+        sessions = delete_expired_sessions(session)
+    print(
+        f"examined {result.examined} stale pending uploads, expired {result.expired}; "
+        f"swept {result.swept} settled keys; removed {sessions} expired browser sessions"
+    )
     return 0
 
 
@@ -112,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("prefix")
     keys.set_defaults(func=_api_keys)
 
-    reap = commands.add_parser("reap", help="expire stale pending uploads and remove their bytes")
+    reap = commands.add_parser(
+        "reap", help="expire stale pending uploads, remove untracked bytes and expired browser sessions"
+    )
     reap.set_defaults(func=_reap)
 
     dev = commands.add_parser("dev", help="local run: SQLite + embedded S3 server + API")

@@ -120,6 +120,14 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _operation(exc: Exception) -> str | None:
+    """``DeleteObject`` -> ``delete_object`` (botocore's method name) for a ClientError."""
+    name = getattr(exc, "operation_name", None)
+    if not name:
+        return None
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -180,14 +188,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)
     async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("object storage error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return problem_response(
-            503,
-            "storage-unavailable",
-            "Object storage is unavailable; retry shortly.",
-            instance=request.url.path,
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        # S3 calls made through Storage arrive as StorageUnavailable/StorageRejected; this catches
+        # the rest (presigning without credentials, a ClientError a caller re-raised). Only what
+        # a retry can fix is a 503; anything else is logged with what is missing and is a 500.
+        from service.storage import storage_failure
+
+        problem = storage_failure(exc, operation=_operation(exc), bucket=None)
+        return await _problem(request, problem)
 
     @app.exception_handler(ValueError)
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Upload lifecycle signals, fanned out to the metrics back ends of the runtime.
+"""Upload lifecycle and storage error signals, fanned out to the metrics back ends of the runtime.
 
 The server path counts them in Prometheus (service.metrics); the Lambda path adds a listener that
 writes CloudWatch EMF metrics. Listeners must be cheap and must not raise.
@@ -40,3 +40,11 @@ def upload_transition(outcome: str) -> None:
 def verification_seconds(seconds: float) -> None:
     """How long one verification of an uploaded object took (HeadObject and checks)."""
     _notify("verification.seconds", seconds)
+
+
+def storage_error(operation: str, *, retryable: bool) -> None:
+    """An S3 call failed: ``unavailable`` (throttled, timed out, 5xx: worth a retry) or
+    ``rejected`` (permissions or configuration: an operator must act)."""
+    outcome = "unavailable" if retryable else "rejected"
+    metrics.record_storage_error(operation, outcome)
+    _notify(f"storage.{outcome}", None)

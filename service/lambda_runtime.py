@@ -80,6 +80,8 @@ _COUNTED = {
     "upload.expired": "UploadsExpired",
     "upload.deleted": "RecordingsDeleted",
     "upload.restored": "RecordingsRestored",
+    # S3 refused a call (permissions or configuration): the StorageRejected alarm watches it.
+    "storage.rejected": "StorageRejected",
 }
 # Set while an invocation runs, so that code sharing the process (tests, a local server) never
 # fills the EMF buffer that only an invocation flushes.
@@ -225,8 +227,9 @@ def api_handler(app: Any, *, base_path: str | None = None) -> Handler:
 def reconcile_s3_event(event: Any, settings: Settings) -> dict[str, int]:
     """Verify each object an ``ObjectCreated`` notification reports, like ``complete`` does.
 
-    Delivery is at least once and unordered: a recording that is no longer pending is left as it
-    is, and an object no recording points at is logged and counted, not an error. A record that
+    Delivery is at least once and unordered: a recording that is no longer pending keeps its
+    recorded version and loses any other bytes at its key (they arrived through a form that was
+    still valid), and an object no recording points at is logged and counted, not an error. A record that
     fails (database or S3 unavailable) fails the invocation after the others were handled, so
     Lambda retries the event; the records already handled are then no-ops.
     """
@@ -245,7 +248,13 @@ def reconcile_s3_event(event: Any, settings: Settings) -> dict[str, int]:
             continue
         try:
             with session_scope(settings) as session:
-                recording = reconcile_key(session=session, storage=storage, key=key)
+                recording = reconcile_key(
+                    session=session,
+                    storage=storage,
+                    key=key,
+                    version_id=record.s3.get_object.version_id,
+                    max_bytes=settings.max_upload_bytes,
+                )
         except Exception:
             logger.exception("could not reconcile an uploaded object", extra={"key": key})
             outcome["errors"] += 1
@@ -270,20 +279,27 @@ SCHEMA_RESOURCE_ID = "recordings-database-schema"
 
 def reap_stale_uploads(settings: Settings) -> dict[str, int]:
     """Expire abandoned uploads, batch after batch, up to a bound that keeps one run short."""
+    from service.browser.sessions import delete_expired_sessions
     from service.db import session_scope
     from service.storage import Storage
     from service.uploads.service import reap
 
     storage = Storage.from_settings(settings)
-    expired = examined = 0
+    expired = examined = swept = 0
     for _ in range(REAP_MAX_BATCHES):
         with session_scope(settings) as session:
             result = reap(session=session, storage=storage, settings=settings, batch_size=REAP_BATCH_SIZE)
         expired, examined = expired + result.expired, examined + result.examined
-        if result.examined < REAP_BATCH_SIZE:
+        swept += result.swept
+        if result.examined < REAP_BATCH_SIZE and result.swept < REAP_BATCH_SIZE:
             break
-    logger.info("reaped stale uploads", extra={"expired": expired, "examined": examined})
-    return {"expired": expired, "examined": examined}
+    with session_scope(settings) as session:
+        sessions = delete_expired_sessions(session)
+    logger.info(
+        "reaped stale uploads",
+        extra={"expired": expired, "examined": examined, "swept": swept, "expired_sessions": sessions},
+    )
+    return {"expired": expired, "examined": examined, "swept": swept, "expired_sessions": sessions}
 
 
 def migrate_for_custom_resource(event: Any, settings: Settings) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Public API used by the rest of the service:
 - ``record_upload(outcome)``: upload lifecycle counter (created, completed, failed, expired,
   deleted, restored).
 - ``track_pool(engine)``: exposes the SQLAlchemy pool usage of an engine.
+- ``record_storage_error(operation, outcome)``: failed S3 calls, ``rejected`` (permissions or
+  configuration) or ``unavailable`` (retryable); ``declare_storage_operations`` exports zeros.
 
 Several uvicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (before prometheus_client is
 imported, i.e. in the environment of the server process), every worker writes its samples to
@@ -94,6 +96,13 @@ DB_STALE_CONNECTIONS = Counter(
     "db_stale_connections_total",
     "Pooled database connections found closed by the server at checkout and replaced",
 )
+STORAGE_OUTCOMES = ("rejected", "unavailable")
+STORAGE_ERRORS = Counter(
+    "recordings_storage_errors_total",
+    "Failed S3 calls by S3 operation: rejected (permissions or configuration; answered 500) or "
+    "unavailable (throttling, timeouts, 5xx; answered 503)",
+    ["operation", "outcome"],
+)
 
 # Read routing (service/read_routing.py): which server answered each routed read, and why a read
 # meant for the replica went to the primary.
@@ -127,6 +136,7 @@ EXPORTED_METRICS = frozenset(
         "db_stale_connections_total",
         "db_reads_total",
         "db_read_fallbacks_total",
+        "recordings_storage_errors_total",
         *POOL_METRICS,
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -174,6 +184,19 @@ class _Children(dict):
 
 
 _upload_counters = _Children(lambda outcome: UPLOADS.labels(outcome=outcome))
+_storage_error_counters = _Children(lambda key: STORAGE_ERRORS.labels(operation=key[0], outcome=key[1]))
+
+
+def declare_storage_operations(operations: Iterable[str]) -> None:
+    """Export every (operation, outcome) series as 0, so the first error is an increase."""
+    for operation in operations:
+        for outcome in STORAGE_OUTCOMES:
+            _storage_error_counters[operation, outcome]
+
+
+def record_storage_error(operation: str, outcome: str) -> None:
+    # Operations come from the storage module's own table (or "other"): bounded label values.
+    _storage_error_counters[operation, outcome].inc()
 
 
 # --- database pool -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Both are dropped at the end.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ def _run_database() -> Iterator[tuple[str, str]]:
     role = f"recordings_app_{uuid.uuid4().hex[:8]}"
     try:
         with scratch_database(BASE_DATABASE_URL, "recordings_test") as owner_url:
-            app_url = make_url(owner_url).set(username=role, password=None)
+            # A password even where the server trusts loopback (CI's server may ask for one).
+            app_url = make_url(owner_url).set(username=role, password=secrets.token_urlsafe(16))
             try:
                 yield owner_url, app_url.render_as_string(hide_password=False)
             finally:
@@ -198,11 +200,20 @@ def pooler(migrated: str):
     RDS Proxy (tests/pg_server.py). Started once per run, stopped at its end."""
     from sqlalchemy.engine import make_url
 
-    from tests.pg_server import SUPERUSER, pgbouncer
+    from tests.pg_server import pgbouncer
 
     url = make_url(migrated)
-    with pgbouncer(url.host or "127.0.0.1", url.port or 5432, {url.username: "", SUPERUSER: ""}) as bouncer:
+    with pgbouncer(url.host or "127.0.0.1", url.port or 5432, pooler_users(migrated)) as bouncer:
         yield bouncer
+
+
+def pooler_users(app_url: str) -> dict[str, str]:
+    """PgBouncer's user list: the app role and the server's superuser, with their passwords (the
+    pooler logs in to the server as them)."""
+    from sqlalchemy.engine import make_url
+
+    app, base = make_url(app_url), make_url(BASE_DATABASE_URL)
+    return {app.username: app.password or "", base.username: base.password or ""}
 
 
 def through_pooler(settings: Settings, bouncer) -> Settings:

@@ -1,4 +1,5 @@
-"""Lambda functions built from the repository's Dockerfile (``lambda`` target)."""
+"""Lambda functions from the repository's Dockerfile (``lambda`` target): the image CI built and
+scanned (by digest, from the ECR repository) or, without a digest, an asset built by ``cdk deploy``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -45,18 +47,24 @@ class AppFunction(Construct):
         log_retention: logs.RetentionDays,
         retry_attempts: int | None = None,
         on_failure: lambda_.IDestination | None = None,
+        image_repository: ecr.IRepository | None = None,
+        image_digest: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        self.function = lambda_.DockerImageFunction(
-            self,
-            "Function",
-            code=lambda_.DockerImageCode.from_image_asset(
+        if image_digest and image_repository:
+            code = lambda_.DockerImageCode.from_ecr(image_repository, tag_or_digest=image_digest, cmd=[handler])
+        else:
+            code = lambda_.DockerImageCode.from_image_asset(
                 directory=str(REPO_ROOT),
                 target="lambda",
                 cmd=[handler],
                 platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            )
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            code=code,
             architecture=lambda_.Architecture.X86_64,
             description=description,
             vpc=vpc,

@@ -2,27 +2,97 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk.config import StorageConfig
 from cdk.nag import acknowledge
 
-# Object-level actions the application performs (presign PUT/POST and GET, HeadObject on
-# complete, delete on mismatch, versioned reads/deletes, multipart list/abort by the reaper).
-OBJECT_ACTIONS = (
-    "s3:PutObject",
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:DeleteObject",
-    "s3:DeleteObjectVersion",
-    "s3:AbortMultipartUpload",
-    "s3:ListMultipartUploadParts",
+
+@dataclass(frozen=True)
+class BucketAccess:
+    """The S3 actions one kind of process needs on the recordings bucket: object actions on its
+    keys, bucket actions on the bucket, and s3:ListBucketVersions only for prefixes that match
+    ``listed_prefixes`` (IAM ``StringLike`` patterns on ``s3:prefix``).
+
+    tests/cdk/test_s3_permissions.py derives the same sets from the S3 calls in the code each
+    role runs and fails when a role lacks one or has one no code calls.
+    """
+
+    objects: tuple[str, ...] = ()
+    bucket: tuple[str, ...] = ()
+    listed_prefixes: tuple[str, ...] = ()
+
+    def __or__(self, other: BucketAccess) -> BucketAccess:
+        def union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(a + b))
+
+        return BucketAccess(
+            objects=union(self.objects, other.objects),
+            bucket=union(self.bucket, other.bucket),
+            listed_prefixes=union(self.listed_prefixes, other.listed_prefixes),
+        )
+
+
+# A recording's key is "<tenant>/<recording id>" (a UUID, service/uploads/service.py s3_key_for),
+# and the app lists the versions of one key at a time (purge, restore): never the whole bucket.
+RECORDING_KEY_PREFIX = "*/????????-????-????-????-????????????"
+
+# The HTTP API (EC2 and Lambda): presigned POST/PUT (s3:PutObject) and GET, multipart create,
+# list parts, complete and abort, verification (HeadObject, GetObject for the checksum), delete
+# and restore (versions), discarding rejected bytes, and the readiness probe (HeadBucket).
+API_ACCESS = BucketAccess(
+    objects=(
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    ),
+    bucket=("s3:ListBucket",),
+    listed_prefixes=(RECORDING_KEY_PREFIX,),
 )
-# Bucket-level reads: readiness probe (ListBucket) and the reaper's list of open uploads.
-BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketMultipartUploads")
+# The S3 event handler: verification, and discarding the bytes of an upload that fails it.
+S3_EVENTS_ACCESS = BucketAccess(
+    objects=("s3:GetObject", "s3:GetObjectVersion", "s3:AbortMultipartUpload", "s3:DeleteObjectVersion"),
+    bucket=("s3:ListBucket",),
+    listed_prefixes=(RECORDING_KEY_PREFIX,),
+)
+# The reaper: abort the multipart upload and remove every version of an expired upload's key.
+REAPER_ACCESS = BucketAccess(
+    objects=("s3:AbortMultipartUpload", "s3:DeleteObjectVersion"), listed_prefixes=(RECORDING_KEY_PREFIX,)
+)
+
+
+# S3 refusing the app (permissions or configuration), counted for the StorageRejected alarm. The
+# Lambda path emits it as EMF (service/lambda_runtime.py: namespace "Recordings", dimension
+# service); the server path logs it (service/storage.py, logger service.storage at ERROR), and a
+# metric filter on the container logs counts those lines (same namespace and name, no dimension).
+APP_METRICS_NAMESPACE = "Recordings"
+STORAGE_REJECTED_METRIC = "StorageRejected"
+STORAGE_REJECTED_LOG = {"$.logger": "service.storage", "$.level": "ERROR"}
+
+
+def count_storage_rejections(log_group: logs.ILogGroup, period: Duration) -> cloudwatch.IMetric:
+    """A metric filter on the server's JSON logs (service/logging_config.py) counting refused S3 calls."""
+    metric_filter = log_group.add_metric_filter(
+        STORAGE_REJECTED_METRIC,
+        filter_pattern=logs.FilterPattern.all(
+            *(logs.FilterPattern.string_value(field, "=", value) for field, value in STORAGE_REJECTED_LOG.items())
+        ),
+        metric_namespace=APP_METRICS_NAMESPACE,
+        metric_name=STORAGE_REJECTED_METRIC,
+        metric_value="1",
+    )
+    return metric_filter.metric(statistic="Sum", period=period)
 
 
 def replica_bucket_name(*, name_prefix: str, replica_region: str) -> str:
@@ -145,8 +215,9 @@ class RecordingsStorage(Construct):
                 f"Resource::arn:{partition}:s3:::{name_prefix}-replica-<AWS::AccountId>-{replica_region}/*",
             )
 
-    def grant_app_access(self, grantee: iam.IGrantable, *, principal_scope: Construct) -> None:
-        """Exactly what the service uses: object actions on its objects, list on its bucket.
+    def grant_app_access(self, grantee: iam.IGrantable, *, access: BucketAccess, principal_scope: Construct) -> None:
+        """Exactly ``access``: object actions on the bucket's keys, bucket actions on the bucket,
+        version listing only under the allowed prefixes.
 
         ``bucket.grant_read_write`` would add wildcard actions (``s3:GetObject*``, ``s3:List*``,
         ``s3:Abort*``) and bucket-configuration reads the app never makes. ``principal_scope`` is
@@ -156,15 +227,29 @@ class RecordingsStorage(Construct):
         stack = Stack.of(principal_scope)
         bucket_arn = stack.format_arn(service="s3", region="", account="", resource=self.bucket_name)
         partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
-        iam.Grant.add_to_principal(grantee=grantee, actions=list(OBJECT_ACTIONS), resource_arns=[f"{bucket_arn}/*"])
-        iam.Grant.add_to_principal(grantee=grantee, actions=list(BUCKET_ACTIONS), resource_arns=[bucket_arn])
-        acknowledge(
-            principal_scope,
-            "AwsSolutions-IAM5",
-            "Recording keys are server-chosen per tenant and upload; the app needs object actions "
-            "on any key of its own bucket (the actions themselves are listed, no wildcards).",
-            f"Resource::arn:{partition}:s3:::{self._rendered_name}/*",
-        )
+        if access.objects:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(access.objects), resources=[f"{bucket_arn}/*"])
+            )
+            acknowledge(
+                principal_scope,
+                "AwsSolutions-IAM5",
+                "Recording keys are server-chosen per tenant and upload; the app needs object actions "
+                "on any key of its own bucket (the actions themselves are listed, no wildcards).",
+                f"Resource::arn:{partition}:s3:::{self._rendered_name}/*",
+            )
+        if access.bucket:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(access.bucket), resources=[bucket_arn])
+            )
+        if access.listed_prefixes:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["s3:ListBucketVersions"],
+                    resources=[bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": list(access.listed_prefixes)}},
+                )
+            )
 
 
 class ReplicaBucket(Construct):

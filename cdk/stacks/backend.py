@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_destinations as destinations
@@ -26,7 +27,7 @@ from cdk.constructs.functions import (
 )
 from cdk.constructs.http_api import HttpApi
 from cdk.constructs.migration import DatabaseMigration
-from cdk.constructs.storage import RecordingsStorage
+from cdk.constructs.storage import API_ACCESS, REAPER_ACCESS, S3_EVENTS_ACCESS, RecordingsStorage
 from cdk.nag import acknowledge
 from cdk.retention import log_retention
 
@@ -44,8 +45,12 @@ class BackendStack(Stack):
         vpc: ec2.IVpc,
         database: Database,
         storage: RecordingsStorage,
+        repository: ecr.IRepository | None = None,
+        image_digest: str | None = None,
         **kwargs: Any,
     ) -> None:
+        """With ``image_digest`` (``-c lambda_image_digest=sha256:...``, passed by the deploy job)
+        every function runs that image from ``repository``, the one CI scanned."""
         super().__init__(scope, construct_id, **kwargs)
         lam = config.lambda_
         retention = log_retention(config.log_retention_days)
@@ -77,6 +82,8 @@ class BackendStack(Stack):
             "environment": environment,
             "memory_mb": lam.memory_mb,
             "log_retention": retention,
+            "image_repository": repository,
+            "image_digest": image_digest,
         }
 
         # The migration runs as the owner (master secret) and keeps the app's role in step with
@@ -170,8 +177,11 @@ class BackendStack(Stack):
             self.http_api.node.add_dependency(self.migration.resource)
             CfnOutput(self, "ApiUrl", value=self.http_api.url, description="HTTP API (Lambda path)")
 
+        storage.grant_app_access(self.s3_events.function, access=S3_EVENTS_ACCESS, principal_scope=self.s3_events)
+        storage.grant_app_access(self.reaper.function, access=REAPER_ACCESS, principal_scope=self.reaper)
+        if self.api is not None:
+            storage.grant_app_access(self.api.function, access=API_ACCESS, principal_scope=self.api)
         for fn in app_functions:
-            storage.grant_app_access(fn.function, principal_scope=fn)
             database.grant_secret_read(fn.function)
 
         self.functions = [self.migrate, *app_functions]

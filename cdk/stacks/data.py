@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from cdk.config import DeploymentConfig
@@ -55,6 +56,13 @@ class DataStack(Stack):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+        # The Lambda functions run the image CI pushed here (-c lambda_image_digest): the service
+        # may pull, and the exports the backend stack imports then stay whether or not a deploy
+        # passes a digest (an export in use cannot be removed).
+        self.repository.grant_pull(iam.ServicePrincipal("lambda.amazonaws.com"))
+        self.export_value(self.repository.repository_arn)
+        self.export_value(self.repository.repository_name)
 
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Recordings bucket")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Push the server image here")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
@@ -13,7 +13,11 @@ from cdk.app_environment import app_environment
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service
-from cdk.constructs.storage import RecordingsStorage
+from cdk.constructs.storage import (
+    API_ACCESS,
+    RecordingsStorage,
+    count_storage_rejections,
+)
 from cdk.nag import acknowledge
 from cdk.retention import log_retention
 
@@ -60,7 +64,10 @@ class Ec2ServiceStack(Stack):
             node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
-        storage.grant_app_access(role, principal_scope=role)
+        # The API, plus what the runbook's commands on the host need (`ops verify-s3-restore`).
+        storage.grant_app_access(role, access=API_ACCESS, principal_scope=role)
+        # S3 refusing the app, as logged by the container: the monitoring stack's StorageRejected alarm.
+        self.storage_rejected = count_storage_rejections(self.service.container_log_group, Duration.minutes(5))
         database.grant_secret_read(role)
         repository.grant_pull(role)
         self.service.instance_security_group.connections.allow_to(

@@ -13,6 +13,7 @@ from constructs import Construct
 from cdk.config import DeploymentConfig
 from cdk.constructs.ec2_service import CWAGENT_NAMESPACE
 from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, LT, ONE_MINUTE, ServiceMonitoring, Watch
+from cdk.constructs.storage import APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC
 from cdk.stacks.backend import BackendStack
 from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
@@ -42,6 +43,7 @@ class MonitoringStack(Stack):
         self._watch_database(data)
         self._watch_replicas(data)
         self._watch_bucket(data)
+        self._watch_storage_rejections(ec2_service)
         self.monitoring.finish()
         CfnOutput(self, "DashboardName", value=f"{config.prefix}-service")
 
@@ -332,6 +334,38 @@ class MonitoringStack(Stack):
                     period=FIVE_MINUTES,
                 ),
                 threshold=t.s3_5xx_errors_per_5_minutes,
+                comparison=GTE,
+                evaluation_periods=1,
+            )
+        )
+
+    def _watch_storage_rejections(self, ec2_service: Ec2ServiceStack | None) -> None:
+        """S3 refused a call of the app (AccessDenied, NoSuchBucket, bad credentials...): the
+        request answered 500 and the app's log names the missing IAM action. Retrying never fixes
+        it, so one is enough to alarm."""
+        counts: dict[str, cloudwatch.IMetric] = {
+            "functions": cloudwatch.Metric(
+                namespace=APP_METRICS_NAMESPACE,
+                metric_name=STORAGE_REJECTED_METRIC,
+                dimensions_map={"service": "recordings"},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+        }
+        if ec2_service is not None:
+            counts["server"] = ec2_service.storage_rejected
+        self.monitoring.add(
+            Watch(
+                name="StorageRejected",
+                section="S3",
+                description="S3 refused the app's requests (permissions or configuration) in 5 minutes",
+                metric=cloudwatch.MathExpression(
+                    expression=" + ".join(f"FILL({name}, 0)" for name in counts),
+                    using_metrics=counts,
+                    period=FIVE_MINUTES,
+                    label="refused S3 calls",
+                ),
+                threshold=1,
                 comparison=GTE,
                 evaluation_periods=1,
             )

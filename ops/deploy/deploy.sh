@@ -6,6 +6,10 @@
 #                              on a failed verification, start the previous image again
 #   deploy.sh rollback         switch back to the image that ran before the last deploy
 #   deploy.sh status           print the current and previous image
+#   deploy.sh worst-case       print how many seconds a deploy (with its rollback) can take at most
+#
+# Images are recorded by digest (repo@sha256:...), never by tag: a tag such as `latest` moves on
+# after the deploy, so rolling back "to latest" would re-run the image that just failed.
 #
 # Exit codes: 0 deployed; 1 failed before the switch (the old container is untouched) or after it
 # with a successful rollback; 2 failed and the rollback failed too (page someone); 64 usage.
@@ -17,9 +21,11 @@ STATE_DIR=${RECORDINGS_STATE_DIR:-/var/lib/recordings}
 ENV_FILE=${RECORDINGS_ENV_FILE:-/etc/recordings/app.env}
 PORT=${RECORDINGS_PORT:-8000}
 HEALTH_PATH=${RECORDINGS_HEALTH_PATH:-/health/ready}
-HEALTH_ATTEMPTS=${RECORDINGS_HEALTH_ATTEMPTS:-60}
+HEALTH_ATTEMPTS=${RECORDINGS_HEALTH_ATTEMPTS:-45}
 HEALTH_INTERVAL=${RECORDINGS_HEALTH_INTERVAL:-2}
+PROBE_TIMEOUT=3
 STOP_TIMEOUT=${RECORDINGS_STOP_TIMEOUT:-30}
+PULL_TIMEOUT=${RECORDINGS_PULL_TIMEOUT:-180}
 # The boot-time unit from the launch template's user data; the first deploy takes over from it.
 SYSTEMD_UNIT=${RECORDINGS_SYSTEMD_UNIT-recordings.service}
 # Extra `docker run` arguments, e.g. the awslogs log driver options (word-split on purpose):
@@ -34,12 +40,35 @@ log() { printf '%s deploy: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "$1"; exit "${2:-1}"; }
 
 usage() {
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,16p' "$0" >&2
   exit 64
 }
 
+# The running image by digest. A container started from a tag (the boot unit's first start)
+# reports the tag in .Config.Image; its image's RepoDigests hold what the tag meant at pull time.
 current_image() {
-  docker inspect --format '{{.Config.Image}}' "$NAME" 2>/dev/null || true
+  local reference image_id digest
+  reference=$(docker inspect --format '{{.Config.Image}}' "$NAME" 2>/dev/null) || return 0
+  if [[ -z $reference || $reference == *@sha256:* ]]; then
+    printf '%s\n' "$reference"
+    return 0
+  fi
+  image_id=$(docker inspect --format '{{.Image}}' "$NAME")
+  for digest in $(docker image inspect --format '{{join .RepoDigests " "}}' "$image_id" 2>/dev/null); do
+    if [[ ${digest%@*} == "${reference%:*}" ]]; then
+      printf '%s\n' "$digest"
+      return 0
+    fi
+  done
+  # Never pushed under that name: the local image ID still names exactly this image.
+  printf '%s\n' "$image_id"
+}
+
+# Upper bound of one `deploy` run: pull, candidate wait, switch, health wait, rollback, health wait
+# (each wait is HEALTH_ATTEMPTS probes of at most PROBE_TIMEOUT plus HEALTH_INTERVAL), plus a
+# minute for the login and the container starts. rollout.sh sizes the SSM timeout from it.
+worst_case() {
+  echo $((PULL_TIMEOUT + 3 * HEALTH_ATTEMPTS * (PROBE_TIMEOUT + HEALTH_INTERVAL) + 2 * STOP_TIMEOUT + 60))
 }
 
 ecr_login() {
@@ -47,14 +76,14 @@ ecr_login() {
   registry=${image%%/*}
   if [[ $registry =~ ^[0-9]+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com$ ]]; then
     region=${BASH_REMATCH[1]}
-    aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" >/dev/null
+    timeout 60 aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" >/dev/null
   fi
 }
 
 pull() {
   local image=$1 allow_local=$2
   ecr_login "$image" || log "ECR login failed"
-  if docker pull --quiet "$image" >/dev/null; then
+  if timeout "$PULL_TIMEOUT" docker pull --quiet "$image" >/dev/null; then
     return 0
   fi
   # A rollback may run while the registry is unreachable: the previous image is usually still here.
@@ -69,8 +98,8 @@ pull() {
 candidate_healthy() {
   local attempt
   for ((attempt = 1; attempt <= HEALTH_ATTEMPTS; attempt++)); do
-    if docker exec "$CANDIDATE" python -c \
-      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT}${HEALTH_PATH}', timeout=3)" \
+    if timeout "$PROBE_TIMEOUT" docker exec "$CANDIDATE" python -c \
+      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT}${HEALTH_PATH}', timeout=${PROBE_TIMEOUT})" \
       >/dev/null 2>&1; then
       return 0
     fi
@@ -83,7 +112,7 @@ candidate_healthy() {
 live_healthy() {
   local attempt
   for ((attempt = 1; attempt <= HEALTH_ATTEMPTS; attempt++)); do
-    if curl --fail --silent --show-error --max-time 3 "http://127.0.0.1:${PORT}${HEALTH_PATH}" >/dev/null 2>&1; then
+    if curl --fail --silent --show-error --max-time "$PROBE_TIMEOUT" "http://127.0.0.1:${PORT}${HEALTH_PATH}" >/dev/null 2>&1; then
       return 0
     fi
     sleep "$HEALTH_INTERVAL"
@@ -177,6 +206,10 @@ status() {
 
 main() {
   [[ $# -ge 1 ]] || usage
+  if [[ $1 == worst-case ]]; then
+    worst_case
+    return 0
+  fi
   mkdir -p "$STATE_DIR"
   # One deploy at a time per host (SSM may retry a command while the first run still works).
   exec 9>"$STATE_DIR/deploy.lock"

@@ -10,6 +10,8 @@ set -euo pipefail
 
 STACK_PREFIX=${STACK_PREFIX:?set STACK_PREFIX, e.g. Recordings-prod}
 POLL_SECONDS=${DRIFT_POLL_SECONDS:-10}
+# Detection of a large stack takes minutes; one that never finishes is a failed check, not a pass.
+DETECTION_TIMEOUT=${DRIFT_DETECTION_TIMEOUT:-900}
 
 stacks=$(aws cloudformation describe-stacks \
   --query "Stacks[?starts_with(StackName, '${STACK_PREFIX}-')].StackName" --output text)
@@ -20,12 +22,26 @@ fi
 
 drifted=0 failed=0
 for stack in $stacks; do
-  detection=$(aws cloudformation detect-stack-drift --stack-name "$stack" --query StackDriftDetectionId --output text)
+  status="" drift="" waited=0
+  if ! detection=$(aws cloudformation detect-stack-drift --stack-name "$stack" --query StackDriftDetectionId --output text); then
+    echo "$stack: detection could not start"
+    failed=1
+    continue
+  fi
   while :; do
-    read -r status drift < <(aws cloudformation describe-stack-drift-detection-status \
-      --stack-drift-detection-id "$detection" --query '[DetectionStatus, StackDriftStatus]' --output text)
+    if ! answer=$(aws cloudformation describe-stack-drift-detection-status \
+      --stack-drift-detection-id "$detection" --query '[DetectionStatus, StackDriftStatus]' --output text); then
+      status="" drift=""
+      break
+    fi
+    read -r status drift <<<"$answer"
     [[ $status == DETECTION_IN_PROGRESS ]] || break
+    if ((waited >= DETECTION_TIMEOUT)); then
+      status="still in progress after ${DETECTION_TIMEOUT}s"
+      break
+    fi
     sleep "$POLL_SECONDS"
+    ((waited += POLL_SECONDS)) || true
   done
   echo "$stack: ${status:-no answer} ${drift:-}"
   if [[ $status != DETECTION_COMPLETE ]]; then

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,15 +56,40 @@ def list_api_keys(session: Session, *, owner: str | None = None) -> list[ApiKey]
     return list(session.scalars(statement))
 
 
-def revoke_api_key(session: Session, *, prefix: str) -> bool:
-    result = session.execute(
-        update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
-    )
+@dataclass(frozen=True)
+class Revoked:
+    sessions_ended: int
+
+
+def revoke_api_key(session: Session, *, prefix: str) -> Revoked | None:
+    """Revoke the key and end the browser sessions made with it, in one transaction; None when
+    no active key has this prefix. Other processes stop trusting the key within
+    VERIFIED_CACHE_SECONDS; its sessions end everywhere at once (each request reads them)."""
+    from service.browser.sessions import end_sessions_of_key
+
+    key_id = session.execute(
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .returning(ApiKey.id)
+    ).scalar()
+    ended = end_sessions_of_key(session, key_id) if key_id is not None else 0
     session.commit()
     for digest, (principal, _) in list(_verified.items()):
         if principal.subject == f"api-key:{prefix}":
             _verified.pop(digest, None)
-    return result.rowcount == 1
+    return Revoked(sessions_ended=ended) if key_id is not None else None
+
+
+def lock_active_key(session: Session, principal: Principal) -> uuid.UUID | None:
+    """The id of the API key behind ``principal`` if it is still active, read from the database
+    (never the cache) and locked until the transaction ends, so a concurrent revoke waits for a
+    session being made with it and then ends that session too."""
+    prefix = principal.subject.removeprefix("api-key:")
+    row = session.execute(select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.prefix == prefix).with_for_update()).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return row.id
 
 
 # Verified keys, by SHA-256 of the whole token: digest -> (principal, monotonic expiry).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 import jwt
 
@@ -50,4 +51,5 @@ def authenticate_jwt(token: str, settings: Settings) -> Principal | None:
     if not isinstance(tenant, str) or not valid_tenant(tenant):
         log.info("jwt rejected: tenant claim %r missing or invalid", settings.jwt_tenant_claim)
         return None
-    return Principal(tenant=tenant, subject=str(claims["sub"]), method="jwt")
+    expires = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
+    return Principal(tenant=tenant, subject=str(claims["sub"]), method="jwt", expires_at=expires)

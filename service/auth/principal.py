@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 # Tenant ids become the first segment of S3 keys: keep them to characters that are safe there.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -18,3 +19,5 @@ class Principal:
     tenant: str
     subject: str
     method: str  # "api_key" | "jwt" | "session"
+    # When the credential stops being valid (a JWT's exp); None when only revocation ends it.
+    expires_at: datetime | None = None

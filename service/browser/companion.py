@@ -1,9 +1,11 @@
 """Companion-compatible S3 signing (the routes ``@uppy/aws-s3`` calls with ``companionEndpoint``).
 
-Each Uppy upload is a recording: the server picks the key (``<tenant>/<recording id>``), pins the
-declared size and type, and completes with the same verification as ``POST .../complete``.
-Uppy does not send a file's size on its own; the client puts it into the file's meta
-(``uppy.setFileMeta(id, {size})``), which arrives as ``metadata[size]``.
+Each Uppy upload is a recording: the server picks the key (``<tenant>/<recording id>``) and
+completes with the same verification as ``POST .../complete``. The client decides single or
+multipart within S3's rules, and its own part size. Uppy sends no file size: then a single
+upload's policy allows 1 byte to the largest upload, a multipart upload is checked at
+completion, and the recording's size is the verified object's. A size declared in the file's
+meta (``metadata[size]``) pins it exactly.
 """
 
 from __future__ import annotations
@@ -19,36 +21,35 @@ from service.config import Settings
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.recordings import service as recordings
 from service.recordings.models import Recording, Status
-from service.recordings.schemas import RecordingCreate
+from service.recordings.schemas import BrowserUpload
 from service.storage import Storage
 from service.uploads import service as uploads
 
-SIZE_HINT = (
-    "Uppy does not send the file size by itself: add it to the file's meta, e.g. "
-    "uppy.on('file-added', (f) => uppy.setFileMeta(f.id, { size: f.size }))."
-)
+# Fields Uppy keeps in every file's meta for itself; they are not the user's metadata.
+UPPY_META_FIELDS = frozenset({"size", "name", "type", "relativePath"})
 
 
-def declared_size(metadata: dict[str, Any]) -> int:
+def declared_size(metadata: dict[str, Any]) -> int | None:
     raw = metadata.get("size")
+    if raw is None or raw == "":
+        return None
     try:
         size = int(str(raw))
-    except (TypeError, ValueError):
-        raise InvalidRequest(
-            f"metadata.size (the file size in bytes) is required. {SIZE_HINT}", slug="size-required"
-        ) from None
+    except ValueError:
+        raise InvalidRequest("metadata.size must be the file size in bytes.", slug="invalid-size") from None
     if size < 1:
-        raise InvalidRequest("metadata.size must be a positive number of bytes.", slug="size-required")
+        raise InvalidRequest("metadata.size must be a positive number of bytes.", slug="invalid-size")
     return size
 
 
-def _recording_input(*, filename: str, content_type: str, metadata: dict[str, Any]) -> RecordingCreate:
-    size = declared_size(metadata)
-    # The size is a column of its own; Uppy's own bookkeeping fields are not the user's metadata.
-    kept = {k: v for k, v in metadata.items() if k not in ("size", "name", "type") and v is not None}
+def _upload_input(*, filename: str, content_type: str, metadata: dict[str, Any]) -> BrowserUpload:
+    kept = {k: v for k, v in metadata.items() if k not in UPPY_META_FIELDS and v is not None}
     try:
-        return RecordingCreate(
-            filename=filename, content_type=content_type or "application/octet-stream", size_bytes=size, metadata=kept
+        return BrowserUpload(
+            filename=filename,
+            content_type=content_type or "application/octet-stream",
+            size_bytes=declared_size(metadata),
+            metadata=kept,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -66,7 +67,7 @@ def bucket_url(storage: Storage) -> str:
     return _with_slash(storage.client.generate_presigned_post(Bucket=storage.bucket, Key="k", ExpiresIn=60)["url"])
 
 
-def _create(
+def _open(
     *,
     multipart: bool,
     connection: Connection,
@@ -77,39 +78,25 @@ def _create(
     content_type: str,
     metadata: dict[str, Any],
 ):
-    """A recording through the ordinary create path, refusing the other upload kind's sizes."""
-    data = _recording_input(filename=filename, content_type=content_type, metadata=metadata)
-    threshold = settings.multipart_threshold_bytes
-    if multipart and data.size_bytes <= threshold:
-        raise InvalidRequest(
-            f"Files up to {threshold} bytes are uploaded in one request: let Uppy "
-            "use a single upload for them (shouldUseMultipart).",
-            slug="use-single-upload",
-        )
-    if not multipart and data.size_bytes > threshold:
-        raise InvalidRequest(
-            f"Files above {threshold} bytes are uploaded in parts: let Uppy use "
-            "multipart for them (shouldUseMultipart).",
-            slug="use-multipart",
-        )
-    return recordings.create_recording(
-        connection=connection, storage=storage, settings=settings, principal=principal, data=data
+    data = _upload_input(filename=filename, content_type=content_type, metadata=metadata)
+    return recordings.open_upload(
+        connection=connection, storage=storage, settings=settings, principal=principal, data=data, multipart=multipart
     )
 
 
 def create_single(**kwargs: Any) -> dict[str, Any]:
-    created = _create(multipart=False, **kwargs)
+    _, opened = _open(multipart=False, **kwargs)
     return {
         "method": "POST",
-        "url": _with_slash(created.upload.url),  # the form's own URL: no second presign
-        "fields": created.upload.fields,
+        "url": _with_slash(opened.url),  # the form's own URL: no second presign
+        "fields": opened.fields,
         "expires": kwargs["settings"].presign_expires_seconds,
     }
 
 
 def create_multipart(**kwargs: Any) -> dict[str, Any]:
-    created = _create(multipart=True, **kwargs)
-    return {"key": created.recording.key, "uploadId": created.upload.upload_id, "bucket": kwargs["storage"].bucket}
+    recording, opened = _open(multipart=True, **kwargs)
+    return {"key": recording.key, "uploadId": opened.upload_id, "bucket": kwargs["storage"].bucket}
 
 
 def owned_upload(session: Session, *, principal: Principal, upload_id: str, key: str) -> Recording:
@@ -135,10 +122,12 @@ def sign_parts(*, storage: Storage, recording: Recording, part_numbers: list[int
 
 
 def complete(
-    *, session: Session, storage: Storage, recording: Recording, parts: list[dict[str, Any]]
+    *, session: Session, storage: Storage, settings: Settings, recording: Recording, parts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     given = [{"part_number": int(p["PartNumber"]), "etag": str(p["ETag"])} for p in parts] if parts else None
-    recording = uploads.complete_upload(session=session, storage=storage, recording=recording, parts=given)
+    recording = uploads.complete_upload(
+        session=session, storage=storage, recording=recording, parts=given, max_bytes=settings.max_upload_bytes
+    )
     return {"location": bucket_url(storage) + recording.s3_key, "key": recording.s3_key, "bucket": storage.bucket}
 
 

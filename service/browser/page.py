@@ -31,6 +31,8 @@ def content_security_policy(settings: Settings) -> str:
             "default-src 'self'",
             f"connect-src 'self' {_s3_origin(settings)}",
             "img-src 'self' data: blob:",
+            # Recordings play from short-lived presigned URLs of the bucket.
+            f"media-src {_s3_origin(settings)}",
             "style-src 'self' 'unsafe-inline'",
             "script-src 'self'",
             "object-src 'none'",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.browser import companion, sessions
+from service.browser.sessions import require_origin_proof
 from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES
 from service.deps import CallerDep, SessionDep, SettingsDep
 from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized
@@ -71,6 +72,7 @@ class BrowserConfig(BaseModel):
     max_parts: int
     max_upload_bytes: int
     allowed_content_types: list[str]
+    restore_window_days: int
 
 
 @config_router.get("/config", response_model=BrowserConfig)
@@ -83,6 +85,7 @@ def browser_config(settings: SettingsDep) -> BrowserConfig:
         max_parts=S3_MAX_PARTS,
         max_upload_bytes=settings.max_upload_bytes,
         allowed_content_types=settings.allowed_content_types,
+        restore_window_days=settings.restore_window_days,
     )
 
 
@@ -97,11 +100,20 @@ class PresignedPost(BaseModel):
 
 
 class CreateMultipart(BaseModel):
+    """What ``@uppy/aws-s3`` sends to start a multipart upload. No size and no part plan: the
+    client chooses its part size (5 MiB to 5 GiB, the last part smaller, at most 10,000 parts)."""
+
     model_config = ConfigDict(extra="ignore")
 
     filename: Annotated[str, Field(min_length=1, max_length=1024)]
     type: Annotated[str, Field(max_length=255)] = ""
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[
+        dict[str, Any],
+        Field(
+            description="the file's meta; an optional `size` (bytes) pins the recording's size, the rest "
+            "(except Uppy's `name`, `type`, `relativePath`) becomes the recording's metadata",
+        ),
+    ] = Field(default_factory=dict)
 
 
 class MultipartCreated(BaseModel):
@@ -147,19 +159,35 @@ class Completed(BaseModel):
 KeyQuery = Annotated[str, Query(min_length=1, max_length=512)]
 
 
-@s3_router.get("/params", response_model=PresignedPost)
+@s3_router.get("/params", response_model=PresignedPost, dependencies=[Depends(require_origin_proof)])
 def sign_single_upload(
     request: Request,
     caller: CallerDep,
-    filename: Annotated[str, Query(min_length=1, max_length=1024)],
-    type: Annotated[str, Query(max_length=255)] = "",
+    filename: Annotated[str, Query(min_length=1, max_length=1024, description="the file's name (kept as is)")],
+    type: Annotated[str, Query(max_length=255, description="the file's media type")] = "",
+    size: Annotated[
+        int | None,
+        Query(
+            alias="metadata[size]",
+            ge=1,
+            description="optional: the file size in bytes, pinned in the policy. Without it the policy "
+            "allows 1 byte up to the largest upload and the recording takes the uploaded object's size.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """A presigned POST for one file; ``metadata[size]`` is required (Uppy sends it as file meta)."""
+    """Create a recording and a presigned POST for its bytes (one request, up to 5 GiB).
+
+    Other ``metadata[<name>]`` parameters become the recording's metadata (Uppy's own ``name``
+    and ``type`` are left out). With a session cookie this changes data, so it needs proof of
+    origin like any other change: ``Origin`` of an allowed origin, or ``Sec-Fetch-Site: same-origin``.
+    """
     metadata = {
         match.group(1): value
         for name, value in request.query_params.multi_items()
         if (match := _METADATA_PARAM.match(name))
     }
+    if size is not None:
+        metadata["size"] = size
     with caller.connection() as connection:
         return companion.create_single(
             connection=connection,
@@ -174,6 +202,7 @@ def sign_single_upload(
 
 @s3_router.post("/multipart", response_model=MultipartCreated)
 def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
+    """Create a recording and open its multipart upload; sign parts with ``GET .../{partNumber}``."""
     with caller.connection() as connection:
         return companion.create_multipart(
             connection=connection,
@@ -214,7 +243,7 @@ def sign_part_batch(
 @s3_router.get("/multipart/{upload_id}/{part_number}", response_model=SignedPart)
 def sign_part(
     upload_id: str,
-    part_number: int,
+    part_number: Annotated[int, Path(ge=1, le=S3_MAX_PARTS)],
     key: KeyQuery,
     caller: CallerDep,
 ) -> SignedPart:
@@ -231,11 +260,14 @@ def complete_multipart_upload(
     caller: CallerDep,
     body: Annotated[CompleteMultipart, Body()],
 ) -> dict[str, Any]:
-    """Assemble the parts and verify the object exactly as ``POST /v1/recordings/{id}/complete``."""
+    """Assemble the listed parts (1..N, each but the last at least 5 MiB) and verify the object
+    exactly as ``POST /v1/recordings/{id}/complete``; a declared size must match."""
     parts = [p.model_dump() for p in body.parts]
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
-        return companion.complete(session=session, storage=caller.storage, recording=recording, parts=parts)
+        return companion.complete(
+            session=session, storage=caller.storage, settings=caller.settings, recording=recording, parts=parts
+        )
 
 
 @s3_router.delete("/multipart/{upload_id}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from service.auth.principal import Principal
 from service.browser.models import BrowserSession
 from service.config import Settings
-from service.errors import ProblemError
+from service.errors import ProblemError, Unauthorized
 from service.timeutil import as_utc, utcnow
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -35,11 +36,28 @@ def _hash(token: str) -> str:
 
 
 def start_session(*, session: Session, settings: Settings, principal: Principal) -> tuple[str, datetime]:
-    """Store a new session for ``principal``; returns the cookie token (shown once) and expiry."""
+    """Store a new session for ``principal``; returns the cookie token (shown once) and expiry.
+
+    The session remembers its credential: one made with an API key ends when the key is revoked
+    (checked here against the database, so a key revoked a moment ago cannot mint one); one made
+    with a JWT ends no later than the token.
+    """
+    from service.auth.api_keys import lock_active_key
+
     token = secrets.token_urlsafe(32)
     now = utcnow()
     expires = now + timedelta(seconds=settings.session_ttl_seconds)
-    # Expired rows of this tenant go now, so the table stays small without a separate job.
+    api_key_id = None
+    if principal.method == "api_key":
+        api_key_id = lock_active_key(session, principal)
+        if api_key_id is None:
+            session.rollback()
+            raise Unauthorized("The credentials are invalid, expired or revoked.")
+    if principal.expires_at is not None:
+        expires = min(expires, principal.expires_at)
+        if expires <= now:
+            raise Unauthorized("The token has expired.")
+    # Expired rows of this tenant go now, so the table stays small between reaper runs.
     session.execute(
         delete(BrowserSession).where(BrowserSession.owner == principal.tenant, BrowserSession.expires_at < now)
     )
@@ -50,10 +68,23 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
             subject=principal.subject[:255],
             created_at=now,
             expires_at=expires,
+            api_key_id=api_key_id,
         )
     )
     session.commit()
     return token, expires
+
+
+def end_sessions_of_key(session: Session, api_key_id: uuid.UUID) -> int:
+    """Delete the sessions made with this API key (the caller commits); returns how many."""
+    return session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id)).rowcount
+
+
+def delete_expired_sessions(session: Session, *, now: datetime | None = None) -> int:
+    """Remove sessions past their expiry (the reaper calls this); returns how many."""
+    removed = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))).rowcount
+    session.commit()
+    return removed
 
 
 def authenticate_session(session: Session, token: str) -> tuple[Principal, datetime] | None:
@@ -88,15 +119,38 @@ def allowed_origins(settings: Settings) -> set[str]:
 
 
 def require_allowed_origin(request: Request, settings: Settings) -> None:
-    """Refuse a cookie-authenticated state change that does not come from an allowed origin."""
+    """Refuse a cookie-authenticated state change that does not prove it comes from an allowed
+    origin: an allowed ``Origin``, or (when a browser sends no Origin, as on a same-origin GET)
+    ``Sec-Fetch-Site: same-origin``. Pages cannot forge either header."""
     if request.method in SAFE_METHODS:
         return
+    check_origin(request, settings)
+
+
+def check_origin(request: Request, settings: Settings) -> None:
     origin = request.headers.get("origin")
-    if not origin or origin.lower() not in allowed_origins(settings):
+    if origin is not None and origin != "null":
+        if origin.lower() in allowed_origins(settings):
+            return
         raise Forbidden(
-            "Cookie-authenticated requests that change data must come from an allowed origin; "
-            "send 'Authorization: Bearer <token>' from other clients."
+            f"Origin {origin!r} may not change data with a session cookie; allowed origins are set by "
+            "CORS_ORIGINS and PUBLIC_BASE_URL."
         )
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return
+    raise Forbidden(
+        "Requests that change data with a session cookie must prove their origin (an 'Origin' header of "
+        "an allowed origin, or 'Sec-Fetch-Site: same-origin' as browsers send); other clients send "
+        "'Authorization: Bearer <token>'."
+    )
+
+
+async def require_origin_proof(request: Request) -> None:
+    """Route dependency for a GET that changes data (Companion's ``/s3/params`` creates a
+    recording): a caller signed in by cookie alone must prove its origin as for a POST."""
+    settings: Settings = request.app.state.settings
+    if "authorization" not in request.headers and request.cookies.get(settings.session_cookie_name):
+        check_origin(request, settings)
 
 
 def cookie_is_secure(request: Request, settings: Settings) -> bool:
@@ -109,7 +163,7 @@ def set_cookie(response: Response, *, request: Request, settings: Settings, toke
     response.set_cookie(
         settings.session_cookie_name,
         token,
-        max_age=settings.session_ttl_seconds,
+        max_age=max(1, round((expires - utcnow()).total_seconds())),
         expires=expires,
         path="/",
         secure=cookie_is_secure(request, settings),

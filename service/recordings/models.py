@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Integer, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,6 +41,13 @@ class Recording(Base):
         Index("ix_recordings_owner_created_id", "owner", "created_at", "id"),
         # The reaper's scan of stale pending uploads.
         Index("ix_recordings_status_created", "status", "created_at"),
+        # The reaper's scan of keys whose upload window closed and that were not swept yet.
+        Index(
+            "ix_recordings_unswept",
+            "created_at",
+            postgresql_where=text("swept_at IS NULL"),
+            sqlite_where=text("swept_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -48,7 +55,8 @@ class Recording(Base):
     title: Mapped[str | None] = mapped_column(String(200))
     filename: Mapped[str] = mapped_column(String(255), nullable=False)
     content_type: Mapped[str] = mapped_column(String(255), nullable=False)
-    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # None while a browser upload that did not declare its size is pending; then the object's size.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     checksum_sha256: Mapped[str | None] = mapped_column(String(44))
     s3_key: Mapped[str] = mapped_column(String(512), nullable=False, unique=True)
     s3_version_id: Mapped[str | None] = mapped_column(String(1024))
@@ -63,3 +71,4 @@ class Recording(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

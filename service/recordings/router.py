@@ -63,7 +63,7 @@ def list_recordings(
         )
         if on_replica and any(service.may_need_repair(row) for row in rows):
             raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
-        service.repair_pending(session, caller.storage, rows)
+        service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
         return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
 
     return model_response(routed_read(caller.settings, page))
@@ -77,7 +77,7 @@ def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
         return model_response(service.row_to_out(row))
     with caller.session() as session:
         found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.repair_pending(session, caller.storage, [found])
+        service.repair_pending(session, caller.storage, [found], max_bytes=caller.settings.max_upload_bytes)
         return model_response(service.to_out(found))
 
 
@@ -123,11 +123,22 @@ def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: boo
         recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
         if on_replica and recording.status != Status.AVAILABLE.value:
             raise PrimaryNeeded  # just completed, restored or verified: the primary knows
-        service.repair_pending(session, caller.storage, [recording])
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
         return recording
 
     recording = routed_read(caller.settings, downloadable)
     url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
     if redirect:
         return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return model_response(DownloadLink(url=url, expires_at=expires))
+
+
+@router.get("/{recording_id}/play", response_model=DownloadLink, responses={409: PROBLEM})
+def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+    """A short-lived presigned GET for playing an audio or video recording in the page: served
+    ``inline`` with the verified media type (anything else is 409; download it instead)."""
+    with caller.session() as session:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+    url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
     return model_response(DownloadLink(url=url, expires_at=expires))

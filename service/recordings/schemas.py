@@ -43,6 +43,13 @@ def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def check_content_type(value: str) -> str:
+    value = value.strip().lower()
+    if not _CONTENT_TYPE.fullmatch(value):
+        raise ValueError("content_type must be a media type like 'audio/mpeg' (no parameters)")
+    return value
+
+
 def check_title(value: str | None) -> str | None:
     if value is not None and _has_control_chars(value):
         raise ValueError("title must not contain control characters")
@@ -63,13 +70,7 @@ class RecordingCreate(BaseModel):
     _metadata = field_validator("metadata")(check_metadata)
     _title = field_validator("title")(check_title)
 
-    @field_validator("content_type")
-    @classmethod
-    def _content_type(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not _CONTENT_TYPE.fullmatch(value):
-            raise ValueError("content_type must be a media type like 'audio/mpeg' (no parameters)")
-        return value
+    _content_type = field_validator("content_type")(check_content_type)
 
     @field_validator("checksum_sha256")
     @classmethod
@@ -83,6 +84,21 @@ class RecordingCreate(BaseModel):
         if len(digest) != 32:
             raise ValueError("checksum_sha256 must be the base64 of a 32-byte SHA-256 digest")
         return value
+
+
+class BrowserUpload(BaseModel):
+    """An upload started by a browser client (Uppy): the size is optional, no checksum, no title."""
+
+    filename: Annotated[str, Field(min_length=1, max_length=MAX_FILENAME_CHARS)]
+    content_type: Annotated[str, Field(min_length=3, max_length=255)]
+    size_bytes: Annotated[int | None, Field(ge=1, le=5 * 1024**4)] = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    title: None = None
+    checksum_sha256: None = None
+
+    _filename = field_validator("filename")(check_filename)
+    _metadata = field_validator("metadata")(check_metadata)
+    _content_type = field_validator("content_type")(check_content_type)
 
 
 class RecordingUpdate(BaseModel):
@@ -100,7 +116,8 @@ class RecordingOut(BaseModel):
     title: str | None
     filename: str
     content_type: str
-    size_bytes: int
+    # null while a browser upload that did not declare its size is pending
+    size_bytes: int | None
     checksum_sha256: str | None
     status: Status
     key: str

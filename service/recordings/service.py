@@ -7,6 +7,7 @@ import binascii
 import fnmatch
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import quote
@@ -16,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from service import events, limits
 from service.auth.principal import Principal
-from service.config import Settings
+from service.config import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, Settings
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.recordings.models import Recording, Status, UploadMethod
 from service.recordings.schemas import (
+    BrowserUpload,
     CreatedRecording,
     MultipartUpload,
     PostUpload,
@@ -104,7 +106,9 @@ def may_need_repair(recording: Recording | Row) -> bool:
     return recording.status == Status.PENDING.value and recording.upload_method == UploadMethod.POST.value
 
 
-def repair_pending(session: Session, storage: Storage, recordings: list[Recording]) -> None:
+def repair_pending(
+    session: Session, storage: Storage, recordings: list[Recording], *, max_bytes: int = S3_MAX_OBJECT_BYTES
+) -> None:
     """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does.
 
     Browser single uploads (Uppy) never call back after their POST to S3; in AWS the S3 event
@@ -116,25 +120,13 @@ def repair_pending(session: Session, storage: Storage, recordings: list[Recordin
     for recording in candidates:
         info = uploads.inspect_object(storage=storage, recording=recording)
         if info is not None:
-            uploads.finalize(session=session, storage=storage, recording=recording, info=info)
+            uploads.finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
 
 
 def create_recording(
     *, connection: Connection, storage: Storage, settings: Settings, principal: Principal, data: RecordingCreate
 ) -> CreatedRecording:
-    if len(data.filename) > settings.max_filename_length:
-        raise InvalidRequest(f"filename must be at most {settings.max_filename_length} characters.")
-    if data.size_bytes > settings.max_upload_bytes:
-        raise InvalidRequest(
-            f"size_bytes {data.size_bytes} exceeds the maximum of {settings.max_upload_bytes} bytes.",
-            slug="too-large",
-        )
-    if not content_type_allowed(data.content_type, settings.allowed_content_types):
-        raise InvalidRequest(
-            f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
-            slug="content-type-not-allowed",
-        )
-    limits.enforce_pending_cap(connection, settings, principal.tenant)
+    """The API's create: the service picks single or multipart by the threshold and plans the parts."""
     multipart = data.size_bytes > settings.multipart_threshold_bytes
     if multipart and data.checksum_sha256:
         raise InvalidRequest(
@@ -142,6 +134,63 @@ def create_recording(
             f"{settings.multipart_threshold_bytes} bytes are sent in parts and cannot carry it.",
             slug="checksum-not-supported",
         )
+    recording, opened = open_upload(
+        connection=connection, storage=storage, settings=settings, principal=principal, data=data, multipart=multipart
+    )
+    deadline = expires_at(recording.created_at, settings.presign_expires_seconds)
+    if multipart:
+        upload: PostUpload | MultipartUpload = MultipartUpload(
+            upload_id=opened.upload_id,
+            part_size=recording.part_size,
+            part_count=recording.part_count,
+            expires_at=deadline,
+        )
+    else:
+        upload = PostUpload(url=opened.url, fields=opened.fields, expires_at=deadline)
+    return CreatedRecording(recording=recording, upload=upload)
+
+
+@dataclass(frozen=True)
+class OpenedUpload:
+    """What the client needs to send the bytes: a presigned POST (url, fields) or an upload id."""
+
+    url: str | None = None
+    fields: dict[str, str] | None = None
+    upload_id: str | None = None
+
+
+def open_upload(
+    *,
+    connection: Connection,
+    storage: Storage,
+    settings: Settings,
+    principal: Principal,
+    data: RecordingCreate | BrowserUpload,
+    multipart: bool,
+) -> tuple[RecordingOut, OpenedUpload]:
+    """Check the request, open the upload in S3 and store the pending recording.
+
+    A ``BrowserUpload`` (Uppy) may leave the size undeclared and chooses its own part size: its
+    multipart upload has no plan, and the client names the parts it signs and completes.
+    """
+    size = data.size_bytes
+    if len(data.filename) > settings.max_filename_length:
+        raise InvalidRequest(f"filename must be at most {settings.max_filename_length} characters.")
+    if size is not None and size > settings.max_upload_bytes:
+        raise InvalidRequest(
+            f"size_bytes {size} exceeds the maximum of {settings.max_upload_bytes} bytes.", slug="too-large"
+        )
+    if not multipart and size is not None and size > S3_MAX_PART_BYTES:
+        raise InvalidRequest(
+            f"S3 takes at most {S3_MAX_PART_BYTES} bytes in one request; upload this file in parts.",
+            slug="use-multipart",
+        )
+    if not content_type_allowed(data.content_type, settings.allowed_content_types):
+        raise InvalidRequest(
+            f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
+            slug="content-type-not-allowed",
+        )
+    limits.enforce_pending_cap(connection, settings, principal.tenant)
     recording_id = uuid.uuid4()
     key = uploads.s3_key_for(principal.tenant, recording_id)
     now = utcnow()
@@ -152,7 +201,7 @@ def create_recording(
         "title": data.title,
         "filename": data.filename,
         "content_type": data.content_type,
-        "size_bytes": data.size_bytes,
+        "size_bytes": size,
         "checksum_sha256": data.checksum_sha256,
         "s3_key": key,
         "s3_version_id": None,
@@ -167,27 +216,26 @@ def create_recording(
         "updated_at": now,
         "completed_at": None,
         "deleted_at": None,
+        "swept_at": None,
     }
-    deadline = expires_at(now, settings.presign_expires_seconds)
     if multipart:
-        plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
         # Open the upload before the row exists: a failure here leaves no row behind, and an
         # upload without a row is aborted by the bucket's lifecycle rule.
         upload_id = storage.create_multipart(key=key, content_type=data.content_type)
-        row.update(
-            upload_method=UploadMethod.MULTIPART.value,
-            upload_id=upload_id,
-            part_size=plan.part_size,
-            part_count=plan.part_count,
-        )
-        upload: PostUpload | MultipartUpload = MultipartUpload(
-            upload_id=upload_id, part_size=plan.part_size, part_count=plan.part_count, expires_at=deadline
-        )
+        row.update(upload_method=UploadMethod.MULTIPART.value, upload_id=upload_id)
+        if isinstance(data, RecordingCreate):
+            plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
+            row.update(part_size=plan.part_size, part_count=plan.part_count)
+        opened = OpenedUpload(upload_id=upload_id)
     else:
         post = storage.presign_post(
-            key=key, content_type=data.content_type, size=data.size_bytes, checksum_sha256=data.checksum_sha256
+            key=key,
+            content_type=data.content_type,
+            size=size,
+            checksum_sha256=data.checksum_sha256,
+            max_size=min(settings.max_upload_bytes, S3_MAX_PART_BYTES),
         )
-        upload = PostUpload(url=post["url"], fields=post["fields"], expires_at=deadline)
+        opened = OpenedUpload(url=post["url"], fields=post["fields"])
     try:
         connection.execute(_INSERT, row)
         connection.commit()
@@ -197,7 +245,7 @@ def create_recording(
             storage.abort_multipart(key=key, upload_id=row["upload_id"])
         raise
     events.upload_transition("created")
-    return CreatedRecording(recording=row_to_out(SimpleNamespace(**row)), upload=upload)
+    return row_to_out(SimpleNamespace(**row)), opened
 
 
 # Listing with keyset pagination ---------------------------------------------------------------
@@ -286,19 +334,25 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
         raise Conflict("Nothing to restore: the upload never completed.")
     if deleted_at and utcnow() - deleted_at > timedelta(days=settings.restore_window_days):
         raise Conflict(f"Nothing to restore: deleted more than {settings.restore_window_days} days ago.")
+    # Every check that can refuse comes before S3 changes, so a refusal leaves it deleted.
     if storage.head(key=recording.s3_key, version_id=recording.s3_version_id) is None:
         raise Conflict("Nothing to restore: the stored version no longer exists.")
-    storage.remove_delete_marker(key=recording.s3_key)
-    current = storage.head(key=recording.s3_key)
-    if current is None or current.version_id != recording.s3_version_id:
-        raise Conflict("Nothing to restore: the recording's version is not the current one.")
+    # The recorded version becomes the current one: the delete markers above it go, and so do
+    # bytes nothing tracks (a later POST with a form that was still valid).
+    storage.remove_untracked(key=recording.s3_key, keep_version_id=recording.s3_version_id, keep_delete_markers=False)
     now = utcnow()
-    result = session.execute(
-        update(Recording)
-        .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
-        .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
-    )
-    session.commit()
+    try:
+        result = session.execute(
+            update(Recording)
+            .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
+            .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
+        )
+        session.commit()
+    except Exception:
+        # The database still says deleted: so must S3.
+        session.rollback()
+        storage.delete(key=recording.s3_key)
+        raise
     if result.rowcount == 1:
         events.upload_transition("restored")
     session.refresh(recording)
@@ -308,10 +362,10 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
 # Downloads ------------------------------------------------------------------------------------
 
 
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266)."""
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """``attachment`` (or ``inline``) with an ASCII fallback and the exact name in RFC 5987 form (RFC 6266)."""
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename) or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def download_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
@@ -321,6 +375,25 @@ def download_link(*, storage: Storage, settings: Settings, recording: Recording)
         key=recording.s3_key,
         version_id=recording.s3_version_id,
         content_disposition=content_disposition(recording.filename),
+        content_type=recording.content_type,
+    )
+    return url, expires_at(utcnow(), settings.presign_expires_seconds)
+
+
+PLAYABLE_TYPES = ("audio/", "video/")
+
+
+def play_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
+    """A presigned GET that browsers play in place: ``inline``, and only for audio and video,
+    whose media type (verified at upload) S3 is told to send, so nothing else renders from it."""
+    if recording.status != Status.AVAILABLE.value:
+        raise Conflict(f"Only available recordings can be played; this one is {recording.status}.")
+    if not recording.content_type.startswith(PLAYABLE_TYPES):
+        raise Conflict(f"Only audio and video play in the page; download this {recording.content_type} file instead.")
+    url = storage.presign_get(
+        key=recording.s3_key,
+        version_id=recording.s3_version_id,
+        content_disposition=content_disposition(recording.filename, "inline"),
         content_type=recording.content_type,
     )
     return url, expires_at(utcnow(), settings.presign_expires_seconds)

@@ -275,10 +275,21 @@
 
   // Recordings ------------------------------------------------------------------------------------
 
+  const PAGE_SIZE = 20
+  const listing = { deleted: false, cursor: null }
+
   async function refreshRecordings() {
+    listing.cursor = null
+    await loadRecordings(false)
+  }
+
+  async function loadRecordings(append) {
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) })
+    if (listing.deleted) query.set('status', 'deleted')
+    if (append && listing.cursor) query.set('cursor', listing.cursor)
     let page
     try {
-      page = await call('v1/recordings?limit=50')
+      page = await call(`v1/recordings?${query}`)
     } catch (error) {
       if (error.status === 401) {
         showSignedOut()
@@ -289,13 +300,48 @@
       return
     }
     const list = $('recording-list')
-    list.replaceChildren(...page.items.map(recordingItem))
-    $('no-recordings').hidden = page.items.length > 0
+    const items = page.items.map(recordingItem)
+    if (append) list.append(...items)
+    else list.replaceChildren(...items)
+    listing.cursor = page.next_cursor
+    $('load-more').hidden = !page.next_cursor
+    $('no-recordings').hidden = list.children.length > 0
+    $('no-recordings').textContent = listing.deleted ? 'No deleted recordings.' : 'You have no recordings yet.'
+    return items
+  }
+
+  function playable(recording) {
+    return recording.status === 'available' && /^(audio|video)\//.test(recording.content_type)
+  }
+
+  function restorable(recording) {
+    if (recording.status !== 'deleted' || !recording.completed_at || !recording.deleted_at) return false
+    const until = new Date(recording.deleted_at).getTime() + config.restore_window_days * 86400000
+    return Date.now() < until
+  }
+
+  function describe(recording) {
+    const size = recording.size_bytes == null ? 'size checked when the upload arrives' : formatBytes(recording.size_bytes)
+    const details = [size, recording.content_type, new Date(recording.created_at).toLocaleString()]
+    if (recording.status === 'deleted' && recording.deleted_at) {
+      details.push(`deleted ${new Date(recording.deleted_at).toLocaleString()}`)
+    }
+    return details.join(' · ')
   }
 
   function recordingItem(recording) {
     const name = recording.title || recording.filename
+    const item = el('li', { 'data-id': recording.id, 'data-status': recording.status })
+    const head = el('div', { class: 'row-head' },
+      el('span', { class: 'name', text: name }),
+      el('span', { class: `badge ${recording.status}`, text: recording.status }))
+    item.append(head, el('p', { class: 'state', text: describe(recording) }))
+    if (recording.failure_reason && recording.status !== 'deleted') {
+      item.append(el('p', { class: 'state error', text: `Why it failed: ${recording.failure_reason}` }))
+    }
     const actions = el('div', { class: 'actions' })
+    item.append(actions)
+    if (playable(recording)) actions.append(playButton(recording, name, item))
     if (recording.status === 'available') {
       actions.append(
         el('a', {
@@ -306,12 +352,100 @@
         }),
       )
     }
+    if (recording.status === 'deleted') {
+      if (restorable(recording)) actions.append(restoreButton(recording, name))
+      else item.append(el('p', { class: 'state', text: 'Can no longer be restored.' }))
+    } else {
+      actions.append(renameButton(recording, name, item), deleteButton(recording, name))
+    }
+    return item
+  }
+
+  function playButton(recording, name, item) {
+    const button = el('button', { type: 'button', class: 'secondary', text: 'Play', 'aria-label': `Play ${name}`,
+      'aria-expanded': 'false' })
+    let player = null
+    button.addEventListener('click', async () => {
+      if (player) {
+        player.remove()
+        player = null
+        button.textContent = 'Play'
+        button.setAttribute('aria-label', `Play ${name}`)
+        button.setAttribute('aria-expanded', 'false')
+        return
+      }
+      try {
+        const link = await call(`v1/recordings/${recording.id}/play`)
+        const kind = recording.content_type.startsWith('video/') ? 'video' : 'audio'
+        player = el(kind, { controls: '', preload: 'metadata', src: link.url, 'aria-label': `Player for ${name}`,
+          class: 'player' })
+        item.append(player)
+        button.textContent = 'Hide player'
+        button.setAttribute('aria-label', `Hide player for ${name}`)
+        button.setAttribute('aria-expanded', 'true')
+        player.focus()
+      } catch (error) {
+        say(`Could not play ${name}: ${error.message}`, 'error')
+      }
+    })
+    return button
+  }
+
+  function renameButton(recording, name, item) {
+    const button = el('button', { type: 'button', class: 'secondary', text: 'Rename', 'aria-label': `Rename ${name}` })
+    button.addEventListener('click', () => {
+      const inputId = `title-${recording.id}`
+      const input = el('input', { id: inputId, type: 'text', maxlength: '200', value: name })
+      const save = el('button', { type: 'submit', text: 'Save' })
+      const cancel = el('button', { type: 'button', class: 'secondary', text: 'Cancel' })
+      const form = el('form', { class: 'rename' },
+        el('label', { for: inputId, text: `New title for ${name}` }), input, el('div', { class: 'actions' }, save, cancel))
+      const close = () => {
+        form.remove()
+        button.hidden = false
+        button.focus()
+      }
+      cancel.addEventListener('click', close)
+      form.addEventListener('keydown', (event) => {
+        if (event.key === 'Escape') close()
+      })
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault()
+        const title = input.value.trim()
+        if (!title) {
+          say('Enter a title.', 'error')
+          input.focus()
+          return
+        }
+        try {
+          await call(`v1/recordings/${recording.id}`, {
+            method: 'PATCH',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ title }),
+          })
+          say(`Renamed ${name} to ${title}.`, 'ok')
+          await refreshRecordings()
+          focusAction(recording.id, 'Rename')
+        } catch (error) {
+          say(`Could not rename ${name}: ${error.message}`, 'error')
+          input.focus()
+        }
+      })
+      button.hidden = true
+      item.append(form)
+      input.focus()
+      input.select()
+    })
+    return button
+  }
+
+  function deleteButton(recording, name) {
     const remove = el('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': `Delete ${name}` })
     remove.addEventListener('click', async () => {
       remove.disabled = true
       try {
         await call(`v1/recordings/${recording.id}`, { method: 'DELETE' })
-        say(`Deleted ${name}.`, 'ok')
+        say(`Deleted ${name}. It can be restored from the deleted recordings for ${config.restore_window_days} days.`, 'ok')
         await refreshRecordings()
         $('refresh').focus()
       } catch (error) {
@@ -319,21 +453,51 @@
         say(`Could not delete ${name}: ${error.message}`, 'error')
       }
     })
-    actions.append(remove)
-    const details = [formatBytes(recording.size_bytes), recording.content_type, new Date(recording.created_at).toLocaleString()]
-    if (recording.failure_reason) details.push(recording.failure_reason)
-    return el(
-      'li',
-      { 'data-id': recording.id, 'data-status': recording.status },
-      el('div', { class: 'row-head' },
-        el('span', { class: 'name', text: name }),
-        el('span', { class: `badge ${recording.status}`, text: recording.status })),
-      el('p', { class: 'state', text: details.join(' · ') }),
-      actions,
-    )
+    return remove
+  }
+
+  function restoreButton(recording, name) {
+    const button = el('button', { type: 'button', text: 'Restore', 'aria-label': `Restore ${name}` })
+    button.addEventListener('click', async () => {
+      button.disabled = true
+      try {
+        await call(`v1/recordings/${recording.id}/restore`, { method: 'POST' })
+        say(`Restored ${name}.`, 'ok')
+        await refreshRecordings()
+        $('show-deleted').focus()
+      } catch (error) {
+        button.disabled = false
+        say(`Could not restore ${name}: ${error.message}`, 'error')
+      }
+    })
+    return button
+  }
+
+  function focusAction(recordingId, label) {
+    const item = $('recording-list').querySelector(`li[data-id="${recordingId}"]`)
+    const target = item && [...item.querySelectorAll('button')].find((b) => b.textContent === label)
+    if (target) target.focus()
   }
 
   $('refresh').addEventListener('click', refreshRecordings)
+  $('load-more').addEventListener('click', async () => {
+    const added = await loadRecordings(true)
+    if (added && added.length) {
+      say(`Showing ${$('recording-list').children.length} recordings.`)
+      const first = added[0].querySelector('button, a')
+      if (first) first.focus()
+    }
+  })
+  $('show-deleted').addEventListener('click', async () => {
+    listing.deleted = !listing.deleted
+    const button = $('show-deleted')
+    button.textContent = listing.deleted ? 'Show current recordings' : 'Show deleted recordings'
+    $('recordings-heading').textContent = listing.deleted ? 'Deleted recordings' : 'Your recordings'
+    $('deleted-help').hidden = !listing.deleted
+    $('deleted-help').textContent =
+      `Deleted recordings can be restored for ${config.restore_window_days} days after they were deleted.`
+    await refreshRecordings()
+  })
 
   // Start -----------------------------------------------------------------------------------------
 

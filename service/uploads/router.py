@@ -95,6 +95,12 @@ def complete_upload(
     parts = [part.model_dump() for part in body.parts] if body else None
     with caller.session() as session:
         recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        completed = service.complete_upload(session=session, storage=caller.storage, recording=recording, parts=parts)
+        completed = service.complete_upload(
+            session=session,
+            storage=caller.storage,
+            recording=recording,
+            parts=parts,
+            max_bytes=caller.settings.max_upload_bytes,
+        )
         out = recordings.to_out(completed)
     return model_response(out)

@@ -18,10 +18,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service import events
-from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
+from service.config import S3_MAX_OBJECT_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
 from service.errors import Conflict, InvalidRequest
 from service.recordings.models import Recording, Status, UploadMethod
-from service.storage import ObjectInfo, Storage
+from service.storage import ObjectInfo, Storage, StorageUnavailable
 from service.timeutil import utcnow
 
 log = logging.getLogger("service.uploads")
@@ -58,10 +58,12 @@ def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[
         raise InvalidRequest("Name at least one part number.", slug="invalid-part-number")
     if len(part_numbers) > MAX_PART_URLS_PER_BATCH:
         raise InvalidRequest(f"At most {MAX_PART_URLS_PER_BATCH} part URLs per request.", slug="invalid-part-number")
-    out_of_range = [n for n in part_numbers if not 1 <= n <= (recording.part_count or 0)]
+    # A planned upload has its part count; a browser's own plan may use any of S3's part numbers.
+    highest = recording.part_count or S3_MAX_PARTS
+    out_of_range = [n for n in part_numbers if not 1 <= n <= highest]
     if out_of_range:
         raise InvalidRequest(
-            f"Part numbers must be between 1 and {recording.part_count}; got {out_of_range[:5]}.",
+            f"Part numbers must be between 1 and {highest}; got {out_of_range[:5]}.",
             slug="invalid-part-number",
         )
     return {
@@ -96,10 +98,14 @@ class Verdict:
     reason: str | None = None
 
 
-def verify_object(recording: Recording, info: ObjectInfo | None) -> Verdict:
+def verify_object(recording: Recording, info: ObjectInfo | None, max_bytes: int = S3_MAX_OBJECT_BYTES) -> Verdict:
     if info is None:
         return Verdict(False, "No object was uploaded.")
-    if info.size != recording.size_bytes:
+    if recording.size_bytes is None:
+        # Undeclared size (a browser upload): anything from 1 byte to the largest allowed.
+        if not 1 <= info.size <= max_bytes:
+            return Verdict(False, f"Uploaded size {info.size} bytes is outside 1..{max_bytes} bytes.")
+    elif info.size != recording.size_bytes:
         return Verdict(False, f"Uploaded size {info.size} bytes differs from the declared {recording.size_bytes}.")
     if (info.content_type or "").lower() != recording.content_type:
         return Verdict(
@@ -127,14 +133,23 @@ def inspect_object(*, storage: Storage, recording: Recording) -> ObjectInfo | No
     return info
 
 
-def finalize(*, session: Session, storage: Storage, recording: Recording, info: ObjectInfo | None) -> Recording:
+def finalize(
+    *,
+    session: Session,
+    storage: Storage,
+    recording: Recording,
+    info: ObjectInfo | None,
+    max_bytes: int = S3_MAX_OBJECT_BYTES,
+) -> Recording:
     """Apply the verdict once (pending -> available | failed) and return the current row."""
-    verdict = verify_object(recording, info)
+    verdict = verify_object(recording, info, max_bytes)
     key, upload_id = recording.s3_key, recording.upload_id
     now = utcnow()
     values: dict = {"updated_at": now, "upload_id": None}
     if verdict.ok:
-        values.update(status=Status.AVAILABLE.value, s3_version_id=info.version_id, completed_at=now)
+        values.update(
+            status=Status.AVAILABLE.value, s3_version_id=info.version_id, completed_at=now, size_bytes=info.size
+        )
     else:
         values.update(status=Status.FAILED.value, failure_reason=verdict.reason)
     result = session.execute(
@@ -152,25 +167,43 @@ def finalize(*, session: Session, storage: Storage, recording: Recording, info: 
 
 
 def _discard_bytes(storage: Storage, *, key: str, upload_id: str | None) -> None:
-    """Remove what a failed or abandoned upload left behind (parts and every object version)."""
+    """Remove what a failed or abandoned upload left behind (parts and every object version).
+
+    S3 unavailable: the row is already final and a later delete of the recording retries, so
+    that is only a warning. S3 refusing (StorageRejected: a permission or configuration error,
+    already logged with the missing action) propagates: bytes that must go would silently stay.
+    """
     try:
         if upload_id:
             storage.abort_multipart(key=key, upload_id=upload_id)
         storage.purge(key=key)
-    except Exception:  # the row is already final; a later delete of the recording retries
-        log.warning("could not remove the object at %s", key, exc_info=True)
+    except StorageUnavailable:
+        log.warning("could not remove the object at %s (S3 unavailable); deleting the recording retries", key)
 
 
-def complete_upload(*, session: Session, storage: Storage, recording: Recording, parts: list[dict] | None) -> Recording:
+def complete_upload(
+    *,
+    session: Session,
+    storage: Storage,
+    recording: Recording,
+    parts: list[dict] | None,
+    max_bytes: int = S3_MAX_OBJECT_BYTES,
+) -> Recording:
     """Finish an upload and verify it. Idempotent: an available recording is returned unchanged."""
     if recording.status == Status.AVAILABLE.value:
         return recording
     if recording.status != Status.PENDING.value:
         raise Conflict(f"Only pending uploads can be completed; this recording is {recording.status}.")
     if recording.upload_method == UploadMethod.MULTIPART.value and recording.upload_id:
-        _assemble(storage=storage, recording=recording, parts=parts)
-    info = inspect_object(storage=storage, recording=recording)
-    recording = finalize(session=session, storage=storage, recording=recording, info=info)
+        too_large = _assemble(storage=storage, recording=recording, parts=parts, max_bytes=max_bytes)
+        if too_large:
+            # Never assembled: the parts go, and the recording fails with the reason.
+            recording = finalize(
+                session=session, storage=storage, recording=recording, info=too_large, max_bytes=max_bytes
+            )
+    if recording.status == Status.PENDING.value:
+        info = inspect_object(storage=storage, recording=recording)
+        recording = finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
     if recording.status == Status.FAILED.value:
         raise InvalidRequest(
             f"Upload verification failed: {recording.failure_reason}",
@@ -182,55 +215,100 @@ def complete_upload(*, session: Session, storage: Storage, recording: Recording,
     return recording
 
 
-def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | None) -> None:
+def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | None, max_bytes: int) -> ObjectInfo | None:
+    """Complete the multipart upload from the parts S3 holds, after checking them against S3's
+    rules and the recording. Returns the would-be object when it would be too large (and leaves
+    the upload unassembled), else None."""
     listed = storage.list_parts(key=recording.s3_key, upload_id=recording.upload_id)
     if listed is None:
-        return  # already assembled by a concurrent call (or aborted): verification decides
-    uploaded = {int(p["PartNumber"]): normalize_etag(p["ETag"]) for p in listed}
-    expected = range(1, (recording.part_count or 0) + 1)
+        return None  # already assembled by a concurrent call (or aborted): verification decides
+    uploaded = {int(p["PartNumber"]): (normalize_etag(p["ETag"]), int(p["Size"])) for p in listed}
+    planned = recording.part_count
     if parts is not None:
         given = {int(p["part_number"]): normalize_etag(p["etag"]) for p in parts}
-        if sorted(given) != list(expected):
-            raise InvalidRequest(
-                f"List every part from 1 to {recording.part_count} exactly once.", slug="invalid-parts"
-            )
-        wrong = [n for n, etag in given.items() if uploaded.get(n) != etag]
+        count = planned or len(given)
+        if len(given) != len(parts) or sorted(given) != list(range(1, count + 1)):
+            raise InvalidRequest(f"List every part from 1 to {count} exactly once.", slug="invalid-parts")
+        wrong = [n for n, etag in given.items() if n not in uploaded or uploaded[n][0] != etag]
         if wrong:
             raise InvalidRequest(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
+    else:
+        count = planned or max(uploaded, default=0)
+    expected = range(1, count + 1)
     missing = [n for n in expected if n not in uploaded]
-    if missing:
+    if missing or not count:
         raise InvalidRequest(
-            f"{len(missing)} of {recording.part_count} parts are not uploaded yet (first missing: {missing[:10]}).",
+            f"{len(missing)} of {count} parts are not uploaded yet (first missing: {missing[:10]}).",
             slug="parts-missing",
             missing_parts=missing[:100],
+        )
+    small = [n for n in expected[:-1] if uploaded[n][1] < S3_MIN_PART_BYTES]
+    if small:
+        raise InvalidRequest(
+            f"Every part but the last must be at least {S3_MIN_PART_BYTES} bytes; parts {small[:10]} are smaller.",
+            slug="invalid-parts",
+        )
+    total = sum(uploaded[n][1] for n in expected)
+    if planned is None and recording.size_bytes is not None and total != recording.size_bytes:
+        # The client chose the parts: one may still be missing. Nothing changes, it can add it.
+        raise InvalidRequest(
+            f"The parts add up to {total} bytes, not the declared {recording.size_bytes}.", slug="invalid-parts"
+        )
+    if recording.size_bytes is None and total > max_bytes:
+        return ObjectInfo(
+            size=total, content_type=recording.content_type, version_id=None, etag=None, checksum_sha256=None
         )
     try:
         storage.complete_multipart(
             key=recording.s3_key,
             upload_id=recording.upload_id,
-            parts=[{"PartNumber": n, "ETag": f'"{uploaded[n]}"'} for n in expected],
+            parts=[{"PartNumber": n, "ETag": f'"{uploaded[n][0]}"'} for n in expected],
         )
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge"):
             raise InvalidRequest(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
         raise
+    return None
 
 
-def reconcile_key(*, session: Session, storage: Storage, key: str) -> Recording | None:
+def reconcile_key(
+    *, session: Session, storage: Storage, key: str, version_id: str | None = None, max_bytes: int = S3_MAX_OBJECT_BYTES
+) -> Recording | None:
     """Verify the recording stored at ``key`` after S3 reported an object there (at least once).
 
-    Unknown keys return None; recordings that are no longer pending are left as they are.
+    Unknown keys return None. Bytes for a recording that is no longer pending, or a version that
+    is not the recorded one (a second POST with a still-valid form), are removed.
     """
     recording = session.scalars(select(Recording).where(Recording.s3_key == key)).first()
-    if recording is None or recording.status != Status.PENDING.value:
+    if recording is None:
+        return None
+    if recording.status != Status.PENDING.value:
+        if version_id is None or version_id != recording.s3_version_id:
+            remove_untracked(storage=storage, recording=recording)
         return recording
     info = inspect_object(storage=storage, recording=recording)
     if info is None:
         # No object (yet): an early, replayed or misdirected event proves nothing. Failing here
         # would abort a multipart upload still in progress; `complete` or the reaper decides.
         return recording
-    return finalize(session=session, storage=storage, recording=recording, info=info)
+    return finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
+
+
+def remove_untracked(*, storage: Storage, recording: Recording) -> int:
+    """Remove what the bucket holds at a settled recording's key beyond what the row records:
+    every version of a failed or expired one; every version but the recorded one otherwise
+    (delete markers stay, so a deleted recording stays deleted and restorable)."""
+    if recording.status == Status.PENDING.value:
+        return 0
+    keep = recording.s3_version_id if recording.status in (Status.AVAILABLE.value, Status.DELETED.value) else None
+    if keep is None:
+        return storage.purge(key=recording.s3_key)
+    # Delete markers stay: a concurrent delete of an available recording must not be undone.
+    removed = storage.remove_untracked(key=recording.s3_key, keep_version_id=keep, keep_delete_markers=True)
+    if removed:
+        log.warning("removed %d untracked object versions at %s", removed, recording.s3_key)
+    return removed
 
 
 # Reaper ---------------------------------------------------------------------------------------
@@ -240,17 +318,20 @@ def reconcile_key(*, session: Session, storage: Storage, key: str) -> Recording 
 class ReapResult:
     expired: int
     examined: int
+    swept: int = 0
 
 
 def reap(
     *, session: Session, storage: Storage, settings: Settings, now: datetime | None = None, batch_size: int = 500
 ) -> ReapResult:
     """Expire pending uploads older than the TTL: claim each row first, then remove its bytes.
+    Then sweep the keys of settled recordings whose upload forms have expired (see ``sweep``).
 
     Safe to run concurrently: the conditional claim lets exactly one reaper handle each row.
-    Available recordings are never selected, so their objects are never touched.
+    The recorded version of an available or deleted recording is never touched.
     """
-    cutoff = (now or utcnow()) - timedelta(seconds=settings.upload_ttl_seconds)
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.upload_ttl_seconds)
     stale = session.execute(
         select(Recording.id, Recording.s3_key, Recording.upload_id)
         .where(Recording.status == Status.PENDING.value, Recording.created_at < cutoff)
@@ -275,4 +356,28 @@ def reap(
         expired += 1
         events.upload_transition("expired")
         _discard_bytes(storage, key=row.s3_key, upload_id=row.upload_id)
-    return ReapResult(expired=expired, examined=len(stale))
+    swept = sweep(session=session, storage=storage, settings=settings, now=now, batch_size=batch_size)
+    return ReapResult(expired=expired, examined=len(stale), swept=swept)
+
+
+def sweep(*, session: Session, storage: Storage, settings: Settings, now: datetime, batch_size: int) -> int:
+    """Remove bytes that reached a settled recording's key through a form still valid after it
+    settled (failed, deleted, expired, or a second POST to an available one). Each key is swept
+    once, after its presigned form expired: no upload can start there afterwards; one that had
+    started and finishes later is removed by the S3 event handler."""
+    closed = now - timedelta(seconds=settings.presign_expires_seconds)
+    settled = session.scalars(
+        select(Recording)
+        .where(
+            Recording.swept_at.is_(None),
+            Recording.status != Status.PENDING.value,
+            Recording.created_at < closed,
+        )
+        .order_by(Recording.created_at)
+        .limit(batch_size)
+    ).all()
+    for recording in settled:
+        remove_untracked(storage=storage, recording=recording)
+        session.execute(update(Recording).where(Recording.id == recording.id).values(swept_at=now))
+        session.commit()
+    return len(settled)

@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
@@ -180,3 +181,22 @@ def test_invalid_jwts_are_401(jwt_client, signing_keys, case):
     response = jwt_client.get("/v1/recordings", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401, case
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_session_made_from_a_jwt_ends_no_later_than_the_token(jwt_client, signing_keys):
+    expires = int(time.time()) + 120
+    signed_in = jwt_client.post(
+        "/v1/auth/session", headers={"Authorization": f"Bearer {_token(signing_keys, exp=expires)}"}
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert datetime.fromisoformat(signed_in.json()["expires_at"]).timestamp() == expires
+    max_age = int(signed_in.headers["set-cookie"].split("Max-Age=")[1].split(";")[0])
+    assert 0 < max_age <= 120
+    assert jwt_client.get("/v1/auth/session").json()["expires_at"] == signed_in.json()["expires_at"]
+
+
+def test_an_expired_jwt_cannot_make_a_session(jwt_client, signing_keys):
+    token = _token(signing_keys, exp=int(time.time()) - 5)  # inside the leeway: still verifies
+    refused = jwt_client.post("/v1/auth/session", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401
+    assert "set-cookie" not in refused.headers

@@ -157,3 +157,25 @@ def test_restore_of_a_never_completed_upload_is_conflict(client, alice):
     rid = create(client, alice, size=10)["recording"]["id"]
     client.delete(f"/v1/recordings/{rid}", headers=alice.headers)
     assert client.post(f"/v1/recordings/{rid}/restore", headers=alice.headers).status_code == 409
+
+
+def test_play_gives_an_inline_link_for_audio_and_video_only(client, alice):
+    data = payload(300)
+    rid = upload_single(client, alice, data)["recording"]["id"]
+    complete(client, alice, rid)
+    pending = create(client, alice, size=10)["recording"]["id"]
+    assert client.get(f"/v1/recordings/{pending}/play", headers=alice.headers).status_code == 409
+    link = client.get(f"/v1/recordings/{rid}/play", headers=alice.headers)
+    assert link.status_code == 200, link.text
+    assert link.headers["x-content-type-options"] == "nosniff"
+    served = httpx.get(link.json()["url"])
+    assert served.content == data
+    assert served.headers["content-type"] == "audio/wav"
+    assert served.headers["content-disposition"].startswith("inline;")
+
+    other = upload_single(client, alice, payload(10), content_type="application/octet-stream")["recording"]["id"]
+    complete(client, alice, other)
+    refused = client.get(f"/v1/recordings/{other}/play", headers=alice.headers)
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "download" in refused.json()["detail"]

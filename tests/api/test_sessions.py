@@ -93,3 +93,86 @@ def test_expired_session_is_refused(client, alice, settings):
     response = client.get("/v1/recordings")
     assert response.status_code == 401
     assert "sign in again" in response.json()["detail"]
+
+
+PARAMS = {"filename": "memo.wav", "type": "audio/wav"}
+
+
+def test_signing_an_upload_with_a_cookie_needs_proof_of_origin(client, alice):
+    # GET /v1/s3/params creates a recording: a cookie alone is not enough.
+    sign_in(client, alice)
+    for headers in (
+        {},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ):
+        refused = client.get("/v1/s3/params", params=PARAMS, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "origin" in refused.json()["detail"].lower()
+    assert client.get("/v1/recordings").json()["items"] == []
+    # What a browser sends for a same-origin fetch, or a cross-origin one from an allowed origin.
+    assert client.get("/v1/s3/params", params=PARAMS, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.get("/v1/s3/params", params=PARAMS, headers={"Origin": OWN_ORIGIN}).status_code == 200
+    assert len(client.get("/v1/recordings").json()["items"]) == 2
+
+
+def test_state_changes_accept_sec_fetch_site_same_origin(client, alice):
+    sign_in(client, alice)
+    assert client.post("/v1/recordings", json=BODY, headers={"Sec-Fetch-Site": "same-origin"}).status_code == 201
+    assert client.post("/v1/recordings", json=BODY, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+
+
+def test_bearer_callers_sign_uploads_without_origin(client, alice):
+    assert client.get("/v1/s3/params", params=PARAMS, headers=alice.headers).status_code == 200
+
+
+def test_revoking_the_key_ends_its_sessions_at_once(app, client, alice, bob, settings):
+    from fastapi.testclient import TestClient
+
+    from service.auth.api_keys import revoke_api_key
+
+    sign_in(client, alice)
+    with TestClient(app, base_url="http://testserver") as other_browser, TestClient(app) as bobs_browser:
+        sign_in(other_browser, alice)
+        sign_in(bobs_browser, bob)
+        with session_scope(settings) as session:
+            revoked = revoke_api_key(session, prefix=alice.token.split("_")[1])
+        assert revoked.sessions_ended == 2
+        for browser in (client, other_browser):
+            assert browser.get("/v1/recordings").status_code == 401
+            assert browser.get("/v1/auth/session").status_code == 401
+        assert bobs_browser.get("/v1/recordings").status_code == 200  # another key's session lives on
+
+
+def test_a_key_revoked_elsewhere_cannot_mint_a_session_even_while_cached(client, alice, settings):
+    from service.auth.models import ApiKey
+
+    assert client.get("/v1/recordings", headers=alice.headers).status_code == 200  # now cached here
+    # Another process revokes it: this process's cache does not know yet.
+    with session_scope(settings) as session:
+        session.execute(update(ApiKey).where(ApiKey.owner == "alice").values(revoked_at=utcnow()))
+        session.commit()
+    refused = client.post("/v1/auth/session", headers=alice.headers)
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "set-cookie" not in refused.headers
+
+
+def test_the_reaper_removes_expired_sessions(client, alice, bob, settings):
+
+    from service.browser.sessions import delete_expired_sessions
+
+    sign_in(client, alice)
+    with session_scope(settings) as session:
+        session.execute(
+            update(BrowserSession)
+            .where(BrowserSession.owner == "alice")
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+        removed = delete_expired_sessions(session)
+        assert removed >= 1
+        assert session.query(BrowserSession).filter(BrowserSession.owner == "alice").count() == 0

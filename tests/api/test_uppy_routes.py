@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import httpx
 import pytest
 
@@ -11,19 +14,39 @@ from tests.api.uploading import MiB, payload
 SIZE = 11 * MiB  # three 5 MiB parts
 
 
-def params(client, tenant, size: int, **extra):
-    query = {"filename": "memo.wav", "type": "audio/wav", "metadata[size]": str(size), "metadata[take]": "3", **extra}
-    return client.get("/v1/s3/params", params=query, headers=tenant.headers)
+def params(client, tenant, size: int | None = None, **extra):
+    # What Uppy sends: the file's name and type, its meta as metadata[...] (no size unless declared).
+    query = {"filename": "memo.wav", "type": "audio/wav", "metadata[name]": "memo.wav", "metadata[take]": "3"}
+    if size is not None:
+        query["metadata[size]"] = str(size)
+    return client.get("/v1/s3/params", params={**query, **extra}, headers=tenant.headers)
 
 
-def start_multipart(client, tenant, size: int = SIZE) -> dict:
-    body = {"filename": "long.wav", "type": "audio/wav", "metadata": {"size": size, "name": "long.wav"}}
+def policy_range(fields: dict) -> list:
+    conditions = json.loads(base64.b64decode(fields["policy"]))["conditions"]
+    return next(c for c in conditions if isinstance(c, list) and c[0] == "content-length-range")
+
+
+def start_multipart(client, tenant, size: int | None = None) -> dict:
+    meta = {"name": "long.wav", "type": "audio/wav", "relativePath": None}
+    if size is not None:
+        meta["size"] = size
+    body = {"filename": "long.wav", "type": "audio/wav", "metadata": meta}
     response = client.post("/v1/s3/multipart", json=body, headers=tenant.headers)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def put_parts(client, tenant, upload: dict, data: bytes, numbers: list[int]) -> list[dict]:
+def complete(client, tenant, upload: dict, parts: list[dict]):
+    return client.post(
+        f"/v1/s3/multipart/{upload['uploadId']}/complete",
+        params={"key": upload["key"]},
+        json={"parts": parts},
+        headers=tenant.headers,
+    )
+
+
+def put_parts(client, tenant, upload: dict, data: bytes, numbers: list[int], chunk: int = 5 * MiB) -> list[dict]:
     parts = []
     for number in numbers:
         signed = client.get(
@@ -31,31 +54,61 @@ def put_parts(client, tenant, upload: dict, data: bytes, numbers: list[int]) -> 
         )
         assert signed.status_code == 200, signed.text
         assert signed.json()["expires"] > 0
-        chunk = data[(number - 1) * 5 * MiB : number * 5 * MiB]
-        response = httpx.put(signed.json()["url"], content=chunk)
+        chunk_bytes = data[(number - 1) * chunk : number * chunk]
+        response = httpx.put(signed.json()["url"], content=chunk_bytes)
         assert response.status_code == 200
         parts.append({"PartNumber": number, "ETag": response.headers["ETag"]})
     return parts
 
 
-def test_single_upload_params_then_read_repair_makes_it_available(client, alice):
+def test_single_upload_without_a_size_takes_the_objects_size(client, alice, settings):
     data = payload(1234)
-    signed = params(client, alice, len(data))
+    signed = params(client, alice)
     assert signed.status_code == 200, signed.text
     body = signed.json()
     assert body["method"] == "POST"
     assert body["expires"] > 0
     assert body["url"].endswith("/")
     assert body["fields"]["key"].startswith("alice/")
+    assert policy_range(body["fields"]) == ["content-length-range", 1, settings.max_upload_bytes]
+    (pending,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert (pending["status"], pending["size_bytes"]) == ("pending", None)
     response = httpx.post(body["url"], data=body["fields"], files={"file": ("blob", data, "audio/wav")})
     assert response.status_code == 204
     (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
     assert recording["status"] == "available"  # verified on read: Uppy never calls back
+    assert recording["size_bytes"] == len(data)
     assert recording["key"] == body["fields"]["key"]
     assert recording["metadata"] == {"take": "3"}
     assert (
         httpx.get(client.get(f"/v1/recordings/{recording['id']}/download", headers=alice.headers).json()["url"]).content
         == data
+    )
+
+
+def test_a_declared_size_is_pinned(client, alice):
+    body = params(client, alice, 100).json()
+    assert policy_range(body["fields"]) == ["content-length-range", 100, 100]
+    response = httpx.post(body["url"], data=body["fields"], files={"file": ("blob", payload(101), "audio/wav")})
+    # S3 refuses it by the policy's content-length-range; moto accepts it, and verification catches it.
+    assert response.status_code in (204, 400)
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    if response.status_code == 204:
+        assert recording["status"] == "failed"
+        assert "size 101 bytes differs" in recording["failure_reason"]
+    else:
+        assert recording["status"] == "pending"
+
+
+def test_a_single_upload_above_the_multipart_threshold_is_the_clients_choice(client, alice, settings):
+    data = payload(settings.multipart_threshold_bytes + 1)
+    body = params(client, alice).json()
+    httpx.post(body["url"], data=body["fields"], files={"file": ("blob", data, "audio/wav")})
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert (recording["status"], recording["size_bytes"], recording["upload_method"]) == (
+        "available",
+        len(data),
+        "POST",
     )
 
 
@@ -65,30 +118,17 @@ def test_a_pending_single_upload_without_bytes_stays_pending(client, alice):
     assert recording["status"] == "pending"
 
 
-def test_bytes_of_another_size_never_become_available(client, alice, s3, settings):
-    body = params(client, alice, 100).json()
-    response = httpx.post(body["url"], data=body["fields"], files={"file": ("blob", payload(101), "audio/wav")})
-    # S3 refuses it by the policy's content-length-range; moto accepts it, and verification catches it.
-    assert response.status_code in (204, 400)
-    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
-    if response.status_code == 204:
-        assert recording["status"] == "failed"
-        assert "size 101 bytes differs" in recording["failure_reason"]
-        assert not s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=recording["key"]).get("Versions")
-    else:
-        assert recording["status"] == "pending"
-
-
 @pytest.mark.parametrize(
     ("extra", "slug"),
     [
-        ({"metadata[size]": ""}, "size-required"),
-        ({"metadata[size]": str(6 * MiB)}, "use-multipart"),
+        ({"metadata[size]": "0"}, "validation-error"),
+        ({"metadata[size]": "ten"}, "validation-error"),
+        ({"metadata[size]": str(5 * 1024 * MiB + 1)}, "too-large"),
         ({"type": "text/html"}, "content-type-not-allowed"),
     ],
 )
 def test_params_problems_are_clear(client, alice, extra, slug):
-    response = params(client, alice, 10, **extra)
+    response = params(client, alice, **extra)
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == f"/problems/{slug}"
@@ -97,7 +137,7 @@ def test_params_problems_are_clear(client, alice, extra, slug):
 
 def test_multipart_lifecycle_through_the_companion_routes(client, alice):
     data = payload(SIZE)
-    upload = start_multipart(client, alice)
+    upload = start_multipart(client, alice, SIZE)
     assert upload["key"].startswith("alice/")
     assert upload["bucket"]
     batch = client.get(
@@ -125,18 +165,76 @@ def test_multipart_lifecycle_through_the_companion_routes(client, alice):
     assert recording["size_bytes"] == SIZE
 
 
-def test_completing_with_a_missing_part_is_refused(client, alice):
-    data = payload(SIZE)
+def test_the_client_chooses_its_part_size_and_no_size_is_needed(client, alice):
+    chunk = 6 * MiB
+    data = payload(2 * chunk + 1000)  # two 6 MiB parts and a small last one
     upload = start_multipart(client, alice)
-    parts = put_parts(client, alice, upload, data, [1, 2])
-    done = client.post(
-        f"/v1/s3/multipart/{upload['uploadId']}/complete",
-        params={"key": upload["key"]},
-        json={"parts": parts},
-        headers=alice.headers,
+    parts = put_parts(client, alice, upload, data, [1, 2, 3], chunk=chunk)
+    done = complete(client, alice, upload, parts)
+    assert done.status_code == 200, done.text
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert (recording["status"], recording["size_bytes"], recording["part_count"]) == ("available", len(data), None)
+    url = client.get(f"/v1/recordings/{recording['id']}/download", headers=alice.headers).json()["url"]
+    assert httpx.get(url).content == data
+
+
+def test_a_small_file_may_go_in_one_part(client, alice):
+    data = payload(1000)
+    upload = start_multipart(client, alice)
+    done = complete(client, alice, upload, put_parts(client, alice, upload, data, [1]))
+    assert done.status_code == 200, done.text
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert (recording["status"], recording["size_bytes"], recording["upload_method"]) == (
+        "available",
+        1000,
+        "MULTIPART",
     )
+
+
+def test_a_part_below_five_mib_that_is_not_the_last_is_refused(client, alice):
+    data = payload(4 * MiB + 10)
+    upload = start_multipart(client, alice)
+    parts = put_parts(client, alice, upload, data, [1, 2], chunk=4 * MiB)
+    done = complete(client, alice, upload, parts)
     assert done.status_code == 422
     assert done.json()["type"] == "/problems/invalid-parts"
+    assert "at least 5242880 bytes" in done.json()["detail"]
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert recording["status"] == "pending"
+
+
+def test_part_numbers_follow_s3s_limits(client, alice):
+    upload = start_multipart(client, alice)
+    route = f"/v1/s3/multipart/{upload['uploadId']}"
+    assert client.get(f"{route}/10000", params={"key": upload["key"]}, headers=alice.headers).status_code == 200
+    for number in (0, 10001):
+        refused = client.get(f"{route}/{number}", params={"key": upload["key"]}, headers=alice.headers)
+        assert refused.status_code == 422, number
+        assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_a_gap_in_the_parts_is_refused(client, alice):
+    data = payload(SIZE)
+    upload = start_multipart(client, alice)
+    parts = put_parts(client, alice, upload, data, [1, 3])
+    done = complete(client, alice, upload, parts)
+    assert done.status_code == 422
+    assert done.json()["type"] == "/problems/invalid-parts"
+
+
+def test_with_a_declared_size_a_missing_last_part_can_still_be_added(client, alice):
+    data = payload(SIZE)
+    upload = start_multipart(client, alice, SIZE)
+    parts = put_parts(client, alice, upload, data, [1, 2])
+    refused = complete(client, alice, upload, parts)
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "/problems/invalid-parts"
+    assert f"not the declared {SIZE}" in refused.json()["detail"]
+    parts += put_parts(client, alice, upload, data, [3])
+    done = complete(client, alice, upload, parts)
+    assert done.status_code == 200, done.text
+    (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+    assert (recording["status"], recording["size_bytes"]) == ("available", SIZE)
 
 
 def test_abort_deletes_the_pending_upload(client, alice, s3, settings):
@@ -148,16 +246,6 @@ def test_abort_deletes_the_pending_upload(client, alice, s3, settings):
     assert aborted.json() == {}
     assert not s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads")
     assert client.get("/v1/recordings", headers=alice.headers).json()["items"] == []
-
-
-def test_small_files_are_refused_as_multipart(client, alice):
-    response = client.post(
-        "/v1/s3/multipart",
-        json={"filename": "a.wav", "type": "audio/wav", "metadata": {"size": 10}},
-        headers=alice.headers,
-    )
-    assert response.status_code == 422
-    assert response.json()["type"] == "/problems/use-single-upload"
 
 
 def test_another_tenants_session_cannot_touch_the_upload(app, client, alice, bob):
@@ -192,3 +280,23 @@ def test_another_tenants_session_cannot_touch_the_upload(app, client, alice, bob
         f"/v1/s3/multipart/{upload_id}/complete", params={"key": key}, json={"parts": parts}, headers=alice.headers
     )
     assert done.status_code == 200, done.text
+
+
+def test_parts_adding_up_to_more_than_the_largest_upload_fail_the_recording(settings, alice, s3):
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 6 * MiB})
+    with TestClient(create_app(small)) as client:
+        data = payload(6 * MiB + 1)
+        upload = start_multipart(client, alice)
+        parts = put_parts(client, alice, upload, data, [1, 2])
+        refused = complete(client, alice, upload, parts)
+        assert refused.status_code == 422
+        assert refused.json()["type"] == "/problems/verification-failed"
+        (recording,) = client.get("/v1/recordings", headers=alice.headers).json()["items"]
+        assert recording["status"] == "failed"
+        assert f"outside 1..{6 * MiB} bytes" in recording["failure_reason"]
+    assert not s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads")  # the parts are gone
+    assert not s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=upload["key"]).get("Versions")

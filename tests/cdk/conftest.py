@@ -70,9 +70,19 @@ def _synth(profile: str, outdir: Path) -> Synthesized:
     return Synthesized(profile, deployment, outdir, time.perf_counter() - started)
 
 
+_synthesized: dict[str, Synthesized] = {}
+
+
+def synthesize(profile: str, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """One synthesis per profile and test session, shared with other test packages (tests/iam)."""
+    if profile not in _synthesized:
+        _synthesized[profile] = _synth(profile, tmp_path_factory.mktemp(f"cdk-{profile}"))
+    return _synthesized[profile]
+
+
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synthesized]:
-    return {p: _synth(p, tmp_path_factory.mktemp(f"cdk-{p}")) for p in PROFILES}
+    return {p: synthesize(p, tmp_path_factory) for p in PROFILES}
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from service import migrate
 from service.config import Settings
 from service.db import get_engine, owner_settings, reset_engine
 from service.devrun import scratch_database
-from tests.conftest import BASE_DATABASE_URL
-from tests.pg_server import SUPERUSER, pgbouncer
+from tests.conftest import BASE_DATABASE_URL, pooler_users
+from tests.pg_server import pgbouncer
 
 APP_FUNCTIONS = ("ApiFunction", "S3EventsFunction", "ReaperFunction")
 
@@ -105,17 +105,19 @@ def test_the_prod_migration_path_has_nothing_rds_proxy_rejects(prod, settings, s
     env = _functions(prod)["MigrateFunction"]["Environment"]["Variables"]
     plain = {key.lower(): value for key, value in env.items() if isinstance(value, str)}
     assert plain["runtime"] == "lambda"
-    app_user = make_url(settings.database_url.get_secret_value()).username
+    app = make_url(settings.database_url.get_secret_value())
     with scratch_database(BASE_DATABASE_URL, "recordings_prodpath") as owner_url:
         server = make_url(owner_url)
-        users = {app_user: "", SUPERUSER: ""}
+        users = pooler_users(settings.database_url.get_secret_value())
         with pgbouncer(server.host, server.port, users, tls=True) as bouncer:
             through = make_url(bouncer.url_for(owner_url)).set(host="localhost")
             prod_settings = Settings(
                 **{
                     **plain,
                     "database_migration_url": through.render_as_string(hide_password=False),
-                    "database_url": through.set(username=app_user).render_as_string(hide_password=False),
+                    "database_url": through.set(username=app.username, password=app.password).render_as_string(
+                        hide_password=False
+                    ),
                     "database_sslrootcert": str(bouncer.ca_file),  # the image's bundle, in AWS
                     "s3_endpoint_url": s3_endpoint,
                 }
@@ -124,7 +126,7 @@ def test_the_prod_migration_path_has_nothing_rds_proxy_rejects(prod, settings, s
             try:
                 migrate.upgrade(prod_settings)
                 with get_engine(prod_settings).connect() as connection:
-                    assert connection.execute(text("SELECT current_user")).scalar_one() == app_user
+                    assert connection.execute(text("SELECT current_user")).scalar_one() == app.username
                     timeout = connection.execute(text("SHOW statement_timeout")).scalar_one()
                     assert timeout == f"{prod_settings.db_statement_timeout_ms // 1000}s"
                     assert connection.execute(text("SELECT count(*) FROM recordings")).scalar_one() == 0

@@ -7,6 +7,7 @@ import argparse
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -202,6 +203,42 @@ def test_missing_instance_is_reported_without_creating_anything(rds_source):
     assert not report.ok
     assert "nope" in report.error or "DBInstanceNotFound" in report.error
     assert _instances(rds_source["rds"]) == {"recordings-prod-db"}
+
+
+def test_an_empty_restore_fails_by_default(scratch_database):
+    result = backup.check_database(scratch_database)  # the tables exist, no recording survived
+    assert not result.ok
+    assert result.problems == ["0 recordings, expected at least 1"]
+
+
+def test_a_stale_newest_snapshot_fails_before_anything_is_restored(rds_source):
+    rds = rds_source["rds"]
+    newest = backup.latest_snapshot(rds, "recordings-prod-db")["SnapshotCreateTime"]
+
+    def never(url, *, min_recordings):
+        raise AssertionError("nothing should be restored or checked")
+
+    report = backup.verify_backup(
+        rds=rds, instance_id="recordings-prod-db", poll_seconds=1, now=newest + timedelta(hours=37), check=never
+    )
+    assert not report.ok
+    assert "37 h old" in report.error
+    assert report.temp_instance is None
+    assert _instances(rds) == {"recordings-prod-db"}
+    fresh = backup.verify_backup(
+        rds=rds,
+        instance_id="recordings-prod-db",
+        poll_seconds=1,
+        now=newest + timedelta(hours=35),
+        check=lambda url, *, min_recordings: backup.DatabaseCheck(recordings=min_recordings),
+    )
+    assert fresh.ok, fresh.lines()
+
+
+def test_cli_defaults_cannot_pass_an_empty_or_stale_backup():
+    args = _parser().parse_args(["ops", "verify-backup", "--db-instance", "recordings-prod-db"])
+    assert args.min_recordings >= 1
+    assert 0 < args.max_snapshot_age_hours <= 48
 
 
 def test_temp_instance_ids_are_valid_rds_identifiers():

@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from service import migrate
 from service.db import get_engine, reset_engine
 from service.devrun import scratch_database
-from tests.conftest import BASE_DATABASE_URL, make_settings, through_pooler
-from tests.pg_server import SUPERUSER, free_port, pgbouncer
+from tests.conftest import BASE_DATABASE_URL, make_settings, pooler_users, through_pooler
+from tests.pg_server import free_port, pgbouncer
 from tests.reliability.conftest import client_for
 
 BODY = {"filename": "take.wav", "content_type": "audio/wav", "size_bytes": 100}
@@ -27,7 +27,13 @@ BODY = {"filename": "take.wav", "content_type": "audio/wav", "size_bytes": 100}
 def _connect(url: str, **extra):
     parts = make_url(url)
     return psycopg2.connect(
-        host=parts.host, port=parts.port, user=parts.username, dbname=parts.database, connect_timeout=5, **extra
+        host=parts.host,
+        port=parts.port,
+        user=parts.username,
+        password=parts.password,
+        dbname=parts.database,
+        connect_timeout=5,
+        **extra,
     )
 
 
@@ -68,12 +74,13 @@ def test_the_statement_timeout_cuts_off_a_slow_query_through_the_pooler(settings
     """The timeout lives on the database (set by the migration), so a session through the pooler
     has it without any startup option or SET; a slow statement is cancelled."""
     with scratch_database(BASE_DATABASE_URL, "recordings_timeout") as owner_url:
-        app_url = make_url(owner_url).set(username=make_url(settings.database_url.get_secret_value()).username)
+        app = make_url(settings.database_url.get_secret_value())
+        app_url = make_url(owner_url).set(username=app.username, password=app.password)
         app_url = app_url.render_as_string(hide_password=False)
         short = make_settings(app_url, s3_endpoint, database_migration_url=owner_url, db_statement_timeout_ms=300)
         migrate.upgrade(short)
         server = make_url(owner_url)
-        with pgbouncer(server.host, server.port, {make_url(app_url).username: "", SUPERUSER: ""}) as bouncer:
+        with pgbouncer(server.host, server.port, pooler_users(app_url)) as bouncer:
             connection = _connect(bouncer.url_for(app_url))
             try:
                 cursor = connection.cursor()
@@ -144,7 +151,7 @@ def test_no_5xx_after_the_pooler_restarts(settings, alice):
     """RDS Proxy restarting closes the clients' connections to it (not just its own to RDS): the
     same app, with the same pool, keeps answering once the proxy is back."""
     server = make_url(settings.database_url.get_secret_value())
-    users = {server.username: "", SUPERUSER: ""}
+    users = pooler_users(settings.database_url.get_secret_value())
     port = free_port()
     url = server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     app_settings = settings.model_copy(update={"database_url": SecretStr(url), "db_pool_size": 4})
@@ -163,7 +170,9 @@ def test_verify_full_checks_the_certificate_and_the_host_name(settings, s3_endpo
     """In AWS the app connects with sslmode=verify-full and the CA bundle the image ships. Here a
     TLS-only PgBouncer with a certificate for ``localhost`` plays the endpoint."""
     server = make_url(settings.database_url.get_secret_value())
-    with pgbouncer(server.host, server.port, {server.username: "", SUPERUSER: ""}, tls=True) as bouncer:
+    with pgbouncer(
+        server.host, server.port, pooler_users(settings.database_url.get_secret_value()), tls=True
+    ) as bouncer:
         good = make_url(bouncer.url_for(settings.database_url.get_secret_value())).set(host="localhost")
         cases = {
             "right CA, right host": (good, str(bouncer.ca_file), None),

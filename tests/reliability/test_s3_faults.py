@@ -108,7 +108,9 @@ def test_readiness_names_the_bucket_and_stays_bounded(s3_fault_settings, s3_prox
     assert ready.headers["retry-after"]
     assert ready.json()["checks"]["bucket"] != "ok"
     assert ready.json()["checks"]["database"] == "ok"
-    assert elapsed < 3.0, f"readiness took {elapsed:.2f}s"
+    # Bounded by the S3 timeouts (2 attempts of 1 s), not by the 10 s defaults or a hang; the slack
+    # covers a loaded machine.
+    assert elapsed < 5.0, f"readiness took {elapsed:.2f}s"
 
 
 def test_no_server_errors_while_s3_is_down(s3_fault_settings, s3_proxy, alice_key):

@@ -97,7 +97,7 @@ def uppy_upload(api, alice):
     return created.json()
 
 
-@pytest.mark.parametrize("number", ["0", "-1", "4", "10001", "99999999999999999999", "abc"])
+@pytest.mark.parametrize("number", ["0", "-1", "10001", "99999999999999999999", "abc"])
 def test_uppy_part_numbers_out_of_range(api, alice, uppy_upload, number):
     upload_id, key = uppy_upload["uploadId"], uppy_upload["key"]
     single = api.get(f"/v1/s3/multipart/{upload_id}/{number}", params={"key": key}, headers=alice.headers)

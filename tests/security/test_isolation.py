@@ -18,6 +18,7 @@ CASES: dict[tuple[str, str], object] = {
     ("DELETE", "/v1/recordings/{recording_id}"): None,
     ("POST", "/v1/recordings/{recording_id}/restore"): None,
     ("GET", "/v1/recordings/{recording_id}/download"): None,
+    ("GET", "/v1/recordings/{recording_id}/play"): None,
     ("GET", "/v1/recordings/{recording_id}/upload/parts"): None,
     ("GET", "/v1/recordings/{recording_id}/upload/parts/uploaded"): None,
     ("POST", "/v1/recordings/{recording_id}/complete"): None,

@@ -35,7 +35,17 @@ def test_api_key_lifecycle_through_the_cli(settings):
     assert "active" in listed.stdout
     assert token.split("_", 2)[2] not in listed.stdout  # the secret is shown once only
 
-    assert _cli("api-keys", "revoke", prefix, env=env).returncode == 0
+    from service.auth.principal import Principal
+    from service.browser.sessions import start_session
+    from service.db import session_scope
+
+    signed_in = Principal(tenant="carol", subject=f"api-key:{prefix}", method="api_key")
+    with session_scope(settings) as session:
+        for _ in range(2):
+            start_session(session=session, settings=settings, principal=signed_in)
+    revoked = _cli("api-keys", "revoke", prefix, env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked API key {prefix}; ended 2 browser sessions" in revoked.stdout
     assert "revoked" in _cli("api-keys", "list", "--owner", "carol", env=env).stdout
     assert _cli("api-keys", "revoke", prefix, env=env).returncode == 1
 
@@ -55,7 +65,7 @@ def test_migrate_and_reap_commands(tmp_path, settings):
     }
     migrated = _cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "0002_browser_sessions" in migrated.stdout  # the head revision
+    assert "0003_browser_uploads" in migrated.stdout  # the head revision
     with create_engine(f"sqlite:///{db}").connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM recordings")).scalar() == 0
     reaped = _cli("reap", env=env)
