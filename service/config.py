@@ -156,6 +156,7 @@ class Settings(BaseSettings):
         "database_host",
         "database_read_url",
         "database_read_host",
+        "database_read_port",
         "jwt_issuer",
         "jwt_audience",
         "jwt_jwks_url",
@@ -173,10 +174,6 @@ class Settings(BaseSettings):
         if self.multipart_threshold_bytes > self.max_upload_bytes:
             self.multipart_threshold_bytes = self.max_upload_bytes
         return self
-
-    @property
-    def read_replica_configured(self) -> bool:
-        return self.database_read_url is not None or self.database_read_host is not None
 
     @property
     def jwt_enabled(self) -> bool:

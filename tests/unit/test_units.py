@@ -110,6 +110,8 @@ def test_the_read_replicas_use_the_apps_secret_and_every_replica_host(monkeypatc
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app"
     app = Settings(database_secret_arn=arn, database_host="proxy.example", database_port=5432)
     assert replica_settings(app) is None  # no replica configured: every read on the primary
+    # Blank variables (a template that leaves them empty) mean "no replica", not an error.
+    assert replica_settings(Settings(database_read_url="", database_read_host=" ", database_read_port="")) is None
 
     one = replica_settings(app.model_copy(update={"database_read_host": "r1.example", "database_read_port": 5433}))
     url = database_url(one)
