@@ -67,9 +67,11 @@ bench: install
 	$(PY) -m bench.run
 
 CDK_ENV ?= dev
-## Synthesize one profile (make synth CDK_ENV=prod): prints the stacks and the cdk-nag summary.
+CDK_ARGS ?=
+## Synthesize one profile: prints the stacks and the cdk-nag summary. prod needs its deploy-time
+## values: make synth CDK_ENV=prod CDK_ARGS="-c alarm_emails=... -c domain_name=... -c certificate_arn=..."
 synth: install node
-	PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk synth -c env=$(CDK_ENV) --quiet --no-notices
+	PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk synth -c env=$(CDK_ENV) $(CDK_ARGS) --quiet --no-notices
 	$(PY) -m cdk.nag_report cdk.out
 
 migrate: install

@@ -31,7 +31,7 @@ def app_environment(
         "DATABASE_SSLMODE": "verify-full",
         "DATABASE_SSLROOTCERT": DB_CA_BUNDLE,
         "S3_BUCKET": bucket_name,
-        "CORS_ORIGINS": ",".join(config.cors_origins),
+        "CORS_ORIGINS": ",".join(config.allowed_origins),
         "LOG_LEVEL": app.log_level,
         "PRESIGN_EXPIRES_SECONDS": str(app.presign_expires_seconds),
         "UPLOAD_TTL_SECONDS": str(app.upload_ttl_seconds),

@@ -133,6 +133,11 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
             env=env,
         )
 
+    # Values read through SSM carry no implicit ordering: producers deploy first.
+    stacks["monitoring"].add_stack_dependency(backend, "reads the HTTP API and function names from SSM")
+    if ec2_stack is not None:
+        stacks["monitoring"].add_stack_dependency(ec2_stack, "reads the ALB, target group and ASG names from SSM")
+
     for stack in stacks.values():
         acknowledge_framework_resources(stack)
     # DBProxyTargetGroup declares Tags in its schema nowhere (CloudFormation rejects them).

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 CONTEXT_KEY = "recordings"
+RemovalPolicyName = Literal["retain", "destroy"]
 PROFILE_CONTEXT_KEY = "env"
 
 # RAM of the RDS instance classes this project sizes for (GiB). RDS PostgreSQL derives its default
@@ -40,6 +42,17 @@ RDS_INSTANCE_MEMORY_GIB: dict[str, float] = {
 _BYTES_PER_DEFAULT_CONNECTION = 9_531_392
 
 
+# Lambda refuses reservations that leave less than this much of the account quota unreserved.
+LAMBDA_MIN_UNRESERVED = 100
+FLOW_LOG_TRAFFIC = ("REJECT", "ALL")
+# Reserved for documentation and testing (RFC 2606, RFC 6761): mail there never arrives.
+PLACEHOLDER_DOMAINS = ("example.com", "example.org", "example.net", "localhost")
+PLACEHOLDER_TLDS = ("example", "test", "invalid", "localhost")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Deployment-specific values a deployer may pass on the command line instead of editing cdk.json
+# (``-c alarm_emails=a@x.org,b@x.org -c certificate_arn=arn:...``); they override the profile.
+DEPLOY_TIME_KEYS = ("alarm_emails", "domain_name", "certificate_arn", "hosted_zone_id", "hosted_zone_name")
+
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 
@@ -54,6 +67,11 @@ class NetworkConfig:
     availability_zones: tuple[str, ...]
     nat_gateways: int
     flow_log_retention_days: int
+    # REJECT (default) records only refused connections, the part worth keeping for security.
+    flow_log_traffic: str = "REJECT"
+    # Interface endpoints (Secrets Manager, SSM, ECR, CloudWatch Logs/metrics, STS): about
+    # $7.30 per endpoint and AZ each month; worth it once NAT data for AWS APIs costs more.
+    interface_endpoints: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,15 +113,22 @@ class Ec2Config:
     db_pool_size: int
     db_max_overflow: int
     root_volume_gib: int
-    image_tag: str
     ecr_keep_images: int
     health_check_grace_seconds: int
+    # Pins the AMI: changes only when someone edits it. null: the newest Amazon Linux 2023 AMI
+    # at each deploy (new instances only; running ones keep theirs until a rollout).
+    ami_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class LambdaConfig:
     memory_mb: int
     api_timeout_seconds: int
+    # The account's concurrent-executions quota this profile is deployed into (a new account
+    # starts at 10). Lambda keeps 100 of it unreserved, so reservations need a raised quota.
+    concurrency_quota: int
+    # Opt-in: reserve api/s3_events concurrency (and 1 each for the reaper and migrations).
+    reserve_concurrency: bool
     api_reserved_concurrency: int
     s3_events_reserved_concurrency: int
     throttle_rate_limit: int
@@ -158,6 +183,8 @@ class FeatureFlags:
     rds_proxy: bool
     replication: bool
     cloudtrail: bool
+    # The Prometheus/Grafana host (-observability); it scrapes the EC2 service, so it exists only
+    # together with ec2_service.
     monitoring_host: bool = False
 
 
@@ -170,9 +197,18 @@ class DeploymentConfig:
     region: str
     account: str | None
     cors_origins: tuple[str, ...]
-    alarm_email: str | None
+    # Who gets paged: each address receives an SNS subscription confirmation on first deploy.
+    alarm_emails: tuple[str, ...]
+    # HTTPS on the ALB: domain_name plus either certificate_arn (an ACM certificate in the
+    # region) or hosted_zone_id + hosted_zone_name (CDK requests a DNS-validated certificate
+    # and points the domain at the ALB). Only a profile with allow_plain_http may go without.
     domain_name: str | None
     certificate_arn: str | None
+    hosted_zone_id: str | None
+    hosted_zone_name: str | None
+    allow_plain_http: bool
+    # An existing trail (e.g. the organisation's) covering this account: no new trail is created.
+    existing_trail_arn: str | None
     log_retention_days: int
     network: NetworkConfig
     database: DatabaseConfig
@@ -194,6 +230,38 @@ class DeploymentConfig:
         return self.env_name == "prod"
 
     @property
+    def removal_policy(self) -> RemovalPolicyName:
+        """What ``cdk destroy`` does to buckets and repositories: prod keeps them, other
+        profiles remove them (emptied first) so the profile can be re-created."""
+        return "retain" if self.is_production else "destroy"
+
+    @property
+    def https(self) -> bool:
+        return bool(self.domain_name and (self.certificate_arn or self.hosted_zone_id))
+
+    @property
+    def public_base_url(self) -> str | None:
+        """The ALB's public URL when it has a domain; otherwise only the stack knows it."""
+        return f"https://{self.domain_name}" if self.https else None
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Browser origins that may call the API and upload to the bucket: the configured ones
+        plus the ALB's own domain (its upload page posts straight to S3)."""
+        url = self.public_base_url
+        return self.cors_origins if url is None or url in self.cors_origins else (*self.cors_origins, url)
+
+    @property
+    def reserved_concurrency(self) -> dict[str, int]:
+        """Per function, what it reserves; empty when the profile does not opt in."""
+        if not self.lambda_.reserve_concurrency:
+            return {}
+        reserved = {"S3Events": self.lambda_.s3_events_reserved_concurrency, "Reaper": 1, "Migrate": 1}
+        if self.features.lambda_api:
+            reserved["Api"] = self.lambda_.api_reserved_concurrency
+        return reserved
+
+    @property
     def database_memory_bytes(self) -> int:
         return int(RDS_INSTANCE_MEMORY_GIB[self.database.instance_type] * 1024**3)
 
@@ -203,11 +271,11 @@ class DeploymentConfig:
     def lambda_db_connections(self) -> int:
         """Worst case of Lambda connections: each concurrent execution holds one (pool of 1).
 
-        The API and S3 event functions are capped by reserved concurrency; the reaper and the
-        migration custom resource run with a reserved concurrency of one each.
+        With reservations every function is capped by its own; without, the account's quota
+        caps all of them together.
         """
-        api = self.lambda_.api_reserved_concurrency if self.features.lambda_api else 0
-        return api + self.lambda_.s3_events_reserved_concurrency + 1 + 1
+        reserved = self.reserved_concurrency
+        return sum(reserved.values()) if reserved else self.lambda_.concurrency_quota
 
     @property
     def ec2_db_connections(self) -> int:
@@ -318,10 +386,26 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("database.max_allocated_storage_gib: must exceed allocated (autoscaling)")
     if not cfg.cors_origins or any(o == "*" or not o.startswith("http") for o in cfg.cors_origins):
         errors.append("cors_origins: explicit http(s) origins only, no '*'")
-    if not 1 <= ec2.min_capacity <= ec2.max_capacity:
-        errors.append("ec2: 1 <= min_capacity <= max_capacity")
+    if not 1 <= ec2.min_capacity < ec2.max_capacity:
+        errors.append(
+            "ec2: 1 <= min_capacity < max_capacity (a rolling update keeps min_capacity in service "
+            "and needs room for one more instance)"
+        )
     if lam.api_reserved_concurrency < 1 or lam.s3_events_reserved_concurrency < 1:
         errors.append("lambda: reserved concurrency must be >= 1")
+    unreserved = lam.concurrency_quota - sum(cfg.reserved_concurrency.values())
+    if cfg.reserved_concurrency and unreserved < LAMBDA_MIN_UNRESERVED:
+        errors.append(
+            f"lambda: reservations {cfg.reserved_concurrency} leave {unreserved} of the concurrency quota "
+            f"{lam.concurrency_quota} unreserved; Lambda refuses fewer than {LAMBDA_MIN_UNRESERVED} "
+            "(raise the quota through Service Quotas or set reserve_concurrency to false)"
+        )
+    if net.flow_log_traffic not in FLOW_LOG_TRAFFIC:
+        errors.append(f"network.flow_log_traffic: one of {FLOW_LOG_TRAFFIC}")
+    if cfg.features.cloudtrail and cfg.existing_trail_arn:
+        errors.append("features.cloudtrail: off when existing_trail_arn reuses a trail")
+    errors += _https_errors(cfg)
+    errors += _alarm_recipient_errors(cfg)
     if lam.api_timeout_seconds > 29:
         errors.append("lambda.api_timeout_seconds: API Gateway cuts requests at 29 s")
     if cfg.storage.noncurrent_expiration_days <= cfg.storage.noncurrent_transition_days:
@@ -330,8 +414,6 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("storage.replication_region: required when features.replication is on")
     if cfg.storage.replication_region == cfg.region:
         errors.append("storage.replication_region: must differ from region")
-    if cfg.features.monitoring_host and not cfg.features.ec2_service:
-        errors.append("features.monitoring_host: scrapes the EC2 service; turn on features.ec2_service")
     for name in ("prometheus_image", "alertmanager_image", "grafana_image", "node_exporter_image"):
         image = getattr(cfg.monitoring_host, name)
         if ":" not in image or image.endswith((":latest", ":")):
@@ -342,8 +424,6 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("prod: database.read_replicas must be at least 1 (read routing, runbook scaling)")
     if cfg.is_production and not (db.multi_az and db.deletion_protection):
         errors.append("prod: database.multi_az and database.deletion_protection are required")
-    if (cfg.certificate_arn is None) != (cfg.domain_name is None):
-        errors.append("domain_name and certificate_arn go together")
     if cfg.peak_db_connections >= db.max_connections:
         errors.append(
             f"connection budget: {cfg.peak_db_connections} peak connections "
@@ -354,12 +434,66 @@ def validate(cfg: DeploymentConfig) -> None:
         raise ConfigError(f"profile {cfg.env_name!r}:\n  " + "\n  ".join(errors))
 
 
-def config_from_dict(block: Mapping[str, Any], env_name: str) -> DeploymentConfig:
-    """Build and validate profile ``env_name`` from the ``recordings`` context block."""
+def _https_errors(cfg: DeploymentConfig) -> list[str]:
+    errors = []
+    if (cfg.hosted_zone_id is None) != (cfg.hosted_zone_name is None):
+        errors.append("hosted_zone_id and hosted_zone_name go together")
+    if (cfg.certificate_arn or cfg.hosted_zone_id) and not cfg.domain_name:
+        errors.append("domain_name: required with certificate_arn or a hosted zone")
+    if cfg.domain_name and not (cfg.certificate_arn or cfg.hosted_zone_id):
+        errors.append("domain_name: needs certificate_arn or hosted_zone_id + hosted_zone_name")
+    zone = cfg.hosted_zone_name
+    if zone and cfg.domain_name and not (cfg.domain_name == zone or cfg.domain_name.endswith(f".{zone}")):
+        errors.append(f"domain_name: {cfg.domain_name} is not in hosted zone {zone}")
+    if cfg.is_production and cfg.allow_plain_http:
+        errors.append("prod: allow_plain_http is not allowed")
+    if not cfg.https and not cfg.allow_plain_http:
+        errors.append(
+            "HTTPS: set domain_name and certificate_arn, or domain_name with hosted_zone_id and "
+            "hosted_zone_name (e.g. -c domain_name=api.example.org -c certificate_arn=arn:aws:acm:...)"
+        )
+    return errors
+
+
+def is_placeholder_address(address: str) -> bool:
+    """RFC 2606/6761 names that can never receive mail (example.com, *.test, *.invalid...)."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return (
+        domain in PLACEHOLDER_DOMAINS
+        or any(domain.endswith(f".{d}") for d in PLACEHOLDER_DOMAINS)
+        or domain.rsplit(".", 1)[-1] in PLACEHOLDER_TLDS
+    )
+
+
+def _alarm_recipient_errors(cfg: DeploymentConfig) -> list[str]:
+    errors = []
+    for address in cfg.alarm_emails:
+        if not EMAIL_PATTERN.fullmatch(address):
+            errors.append(f"alarm_emails: {address!r} is not an e-mail address")
+        elif is_placeholder_address(address):
+            errors.append(f"alarm_emails: {address} is a placeholder that can never receive an alarm")
+    if cfg.is_production and not cfg.alarm_emails:
+        errors.append("prod: alarm_emails needs at least one real recipient (-c alarm_emails=oncall@yourcompany.com)")
+    return errors
+
+
+def config_from_dict(
+    block: Mapping[str, Any], env_name: str, overrides: Mapping[str, Any] | None = None
+) -> DeploymentConfig:
+    """Build and validate profile ``env_name`` from the ``recordings`` context block.
+
+    ``overrides`` holds the :data:`DEPLOY_TIME_KEYS` given on the command line.
+    """
     profiles = block.get("profiles", {})
     if env_name not in profiles:
         raise ConfigError(f"unknown profile {env_name!r}; known: {sorted(profiles)}")
     data = dict(profiles[env_name])
+    for key, value in (overrides or {}).items():
+        if key not in DEPLOY_TIME_KEYS:
+            raise ConfigError(f"-c {key}: not a deploy-time key {DEPLOY_TIME_KEYS}")
+        if key == "alarm_emails" and isinstance(value, str):
+            value = [a.strip() for a in value.split(",") if a.strip()]
+        data[key] = value
     data.setdefault("project", block.get("project", "recordings"))
     cfg = _build(DeploymentConfig, data, f"profiles.{env_name}")
     if cfg.account is None and os.environ.get("CDK_DEFAULT_ACCOUNT"):
@@ -380,4 +514,5 @@ def load_config(node: Any) -> DeploymentConfig:
     if not block:
         raise ConfigError(f"cdk.json context has no {CONTEXT_KEY!r} block")
     env_name = node.try_get_context(PROFILE_CONTEXT_KEY) or block.get("default_profile", "dev")
-    return config_from_dict(block, str(env_name))
+    overrides = {k: v for k in DEPLOY_TIME_KEYS if (v := node.try_get_context(k)) not in (None, "")}
+    return config_from_dict(block, str(env_name), overrides)

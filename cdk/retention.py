@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 
 from cdk.config import LOG_RETENTION_DAYS
@@ -34,3 +35,8 @@ def log_retention(days: int) -> logs.RetentionDays:
         return _RETENTION[days]
     except KeyError:
         raise ValueError(f"log retention {days} days is not one of {ALLOWED_DAYS}") from None
+
+
+def removal_policy(name: str) -> RemovalPolicy:
+    """``retain`` (prod: data outlives the stack) or ``destroy`` (the profile can be re-created)."""
+    return {"retain": RemovalPolicy.RETAIN, "destroy": RemovalPolicy.DESTROY}[name]

@@ -14,13 +14,21 @@ class AuditTrail(Construct):
     """Multi-region CloudTrail trail (management events, log file validation) writing to a
     private, encrypted, TLS-only bucket whose own access is logged to a second bucket."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, retention: Duration) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        retention: Duration,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
         super().__init__(scope, construct_id)
+        removal = {"removal_policy": removal_policy, "auto_delete_objects": removal_policy == RemovalPolicy.DESTROY}
         self.access_logs = secure_bucket(
             self,
             "AccessLogs",
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=retention)],
-            removal_policy=RemovalPolicy.RETAIN,
+            **removal,
         )
         self.bucket = secure_bucket(
             self,
@@ -31,7 +39,7 @@ class AuditTrail(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-trail", expiration=retention, noncurrent_version_expiration=retention)
             ],
-            removal_policy=RemovalPolicy.RETAIN,
+            **removal,
         )
         self.trail = cloudtrail.Trail(
             self,

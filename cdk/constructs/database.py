@@ -208,11 +208,6 @@ class Database(Construct):
             return None
         return ",".join(replica.db_instance_endpoint_address for replica in self.replicas)
 
-    def allow_read_from(self, peer: ec2.IConnectable, description: str) -> None:
-        """Let ``peer`` reach the replicas on the database port (the stacks that run the app)."""
-        if self.replica_security_group is not None:
-            peer.connections.allow_to(self.replica_security_group, ec2.Port.tcp(self.config.port), description)
-
     @property
     def endpoint_host(self) -> str:
         return self.instance.db_instance_endpoint_address

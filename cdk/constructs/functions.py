@@ -28,7 +28,8 @@ class AppFunction(Construct):
 
     All functions share one image asset (same directory, Dockerfile target and platform, so one
     build and one push); only the handler command differs. The function gets its own log group
-    with a retention, and a reserved concurrency, which is what bounds its database connections.
+    with a retention, and (if the profile opts in) a reserved concurrency, which bounds its
+    database connections.
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class AppFunction(Construct):
         vpc: ec2.IVpc,
         security_group: ec2.ISecurityGroup,
         environment: dict[str, str],
-        reserved_concurrency: int,
+        reserved_concurrency: int | None,
         memory_mb: int,
         timeout: Duration,
         log_retention: logs.RetentionDays,

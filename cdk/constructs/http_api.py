@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
@@ -100,3 +100,9 @@ class HttpApi(Construct):
     @property
     def url(self) -> str:
         return self.stage.url
+
+    @property
+    def base_url(self) -> str:
+        """The ``$default`` stage's URL without the trailing slash (an origin)."""
+        stack = Stack.of(self)
+        return f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"

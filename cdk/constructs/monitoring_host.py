@@ -139,19 +139,14 @@ def grafana_datasource() -> str:
     )
 
 
-def container_unit(name: str, description: str, run_args: list[str], image: str, command: list[str]) -> list[str]:
+def container_unit(
+    name: str, description: str, run_args: list[str], image: str, command: list[str], *, log_driver: str | None = None
+) -> list[str]:
     """Shell lines writing a systemd unit that runs ``image`` in the foreground and restarts it
-    (the first boot may come before the network reaches the registry)."""
-    run = " ".join(
-        [
-            "/usr/bin/docker run --rm",
-            f"--name {name}",
-            "--log-driver journald",
-            *run_args,
-            image,
-            *map(shlex.quote, command),
-        ]
-    )
+    (the first boot may come before the network reaches the registry). ``log_driver`` None: the
+    Docker daemon's (CloudWatch Logs on the app instances)."""
+    log = [f"--log-driver {log_driver}"] if log_driver else []
+    run = " ".join(["/usr/bin/docker run --rm", f"--name {name}", *log, *run_args, image, *map(shlex.quote, command)])
     return [
         f"cat > /etc/systemd/system/{name}.service <<'UNIT'",
         "[Unit]",
@@ -438,6 +433,7 @@ class MonitoringHost(Construct):
                     f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
                     "--cluster.listen-address=",
                 ],
+                log_driver="journald",
             ),
             *container_unit(
                 "prometheus",
@@ -450,6 +446,7 @@ class MonitoringHost(Construct):
                     f"--storage.tsdb.retention.time={config.retention_days}d",
                     f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
                 ],
+                log_driver="journald",
             ),
             *container_unit(
                 "grafana",
@@ -463,6 +460,7 @@ class MonitoringHost(Construct):
                 ],
                 config.grafana_image,
                 [],
+                log_driver="journald",
             ),
             *node_exporter_commands(config.node_exporter_image),
         ]

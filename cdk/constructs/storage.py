@@ -132,8 +132,12 @@ class RecordingsStorage(Construct):
         cors_origins: list[str],
         access_log_expiration: Duration,
         replica_region: str | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
+        # DESTROY (dev): `cdk destroy` empties and deletes the buckets, so the fixed name is
+        # free again for the next deploy. Never for a profile that keeps data (prod).
+        removal = {"removal_policy": removal_policy, "auto_delete_objects": removal_policy == RemovalPolicy.DESTROY}
         stack = Stack.of(self)
         partition = "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition
         self.access_logs = secure_bucket(
@@ -141,7 +145,7 @@ class RecordingsStorage(Construct):
             "AccessLogs",
             versioned=False,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=access_log_expiration)],
-            removal_policy=RemovalPolicy.RETAIN,
+            **removal,
         )
         replication_rules = None
         if replica_region is not None:
@@ -202,7 +206,7 @@ class RecordingsStorage(Construct):
             ],
             metrics=[s3.BucketMetrics(id="EntireBucket")],
             replication_rules=replication_rules,
-            removal_policy=RemovalPolicy.RETAIN,
+            **removal,
         )
         if replica_region is not None:
             bucket_id = stack.get_logical_id(self.bucket.node.default_child)
@@ -254,9 +258,11 @@ class RecordingsStorage(Construct):
 
 class ReplicaBucket(Construct):
     """Destination of cross-region replication, in the replica region, with a name the source
-    stack can derive without a cross-region reference."""
+    stack can derive without a cross-region reference. Noncurrent versions, abandoned multipart
+    uploads and expired delete markers age out on the source's schedule, so the copy does not
+    outgrow the original."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, bucket_name: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, bucket_name: str, config: StorageConfig) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = secure_bucket(
             self,
@@ -271,5 +277,16 @@ class ReplicaBucket(Construct):
             versioned=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="replica/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart",
+                    abort_incomplete_multipart_upload_after=Duration.days(config.abort_incomplete_multipart_days),
+                ),
+                s3.LifecycleRule(
+                    id="noncurrent-versions",
+                    noncurrent_version_expiration=Duration.days(config.noncurrent_expiration_days),
+                ),
+                s3.LifecycleRule(id="expired-delete-markers", expired_object_delete_marker=True),
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )

@@ -28,13 +28,16 @@ from cdk.constructs.functions import (
 from cdk.constructs.http_api import HttpApi
 from cdk.constructs.migration import DatabaseMigration
 from cdk.constructs.storage import API_ACCESS, REAPER_ACCESS, S3_EVENTS_ACCESS, RecordingsStorage
+from cdk.cross_stack import publish, read
 from cdk.nag import acknowledge
+from cdk.replica_access import allow_replica_reads, replica_read_host
 from cdk.retention import log_retention
 
 
 class BackendStack(Stack):
     """Functions share one image and one security group; every function that touches the
-    database counts against the connection budget through its reserved concurrency."""
+    database counts against the connection budget, through its reserved concurrency when the
+    profile reserves, through the account's concurrency quota otherwise."""
 
     def __init__(
         self,
@@ -58,12 +61,21 @@ class BackendStack(Stack):
             self, "FunctionsSecurityGroup", vpc=vpc, description="Recordings Lambda functions", allow_all_outbound=False
         )
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs (Secrets Manager, S3)")
-        db_host, db_port, db_target = database.lambda_endpoint()
+        # The proxy exists only with features.rds_proxy: its endpoint and security group come
+        # through SSM (see cdk/cross_stack.py), and the egress rule names the VPC's range rather
+        # than the proxy's group, which could otherwise not be deleted when the flag goes off.
+        _, db_port, _ = database.lambda_endpoint()
+        db_host = read(self, config, "data", "lambda-database-host")
+        db_target = ec2.SecurityGroup.from_security_group_id(
+            self, "DatabaseTarget", read(self, config, "data", "lambda-database-security-group")
+        )
         # The ingress rule lands on the database (or proxy) security group, created in this stack.
-        self.security_group.connections.allow_to(db_target, ec2.Port.tcp(db_port), "Lambda to PostgreSQL")
-        database.allow_read_from(self.security_group, "Lambda to the read replicas")
+        db_target.add_ingress_rule(self.security_group, ec2.Port.tcp(db_port), "Lambda to PostgreSQL")
+        self.security_group.add_egress_rule(
+            ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(db_port), "Lambda to PostgreSQL (or its proxy)"
+        )
+        allow_replica_reads(self, config, self.security_group, "Lambda to the read replicas")
 
-        public_base_url = f"https://{config.domain_name}" if config.domain_name else None
         environment = app_environment(
             config,
             runtime="lambda",
@@ -73,9 +85,12 @@ class BackendStack(Stack):
             bucket_name=storage.bucket_name,
             db_pool_size=1,
             db_max_overflow=0,
-            public_base_url=public_base_url,
-            database_read_host=database.read_hosts,
+            public_base_url=None,  # the API function gets its own (the HTTP API's URL) below
+            database_read_host=replica_read_host(self, config),
         )
+        # API Gateway serves HTTPS only.
+        environment["SESSION_COOKIE_SECURE"] = "true"
+        reserved = config.reserved_concurrency
         common = {
             "vpc": vpc,
             "security_group": self.security_group,
@@ -93,7 +108,7 @@ class BackendStack(Stack):
             "Migrate",
             handler=MIGRATE_HANDLER,
             description="Alembic upgrade head (deploy-time custom resource)",
-            reserved_concurrency=1,
+            reserved_concurrency=reserved.get("Migrate"),
             timeout=Duration.minutes(10),
             retry_attempts=0,
             **{
@@ -121,7 +136,7 @@ class BackendStack(Stack):
             "S3Events",
             handler=S3_EVENTS_HANDLER,
             description="Verifies uploads on S3 ObjectCreated (idempotent)",
-            reserved_concurrency=lam.s3_events_reserved_concurrency,
+            reserved_concurrency=reserved.get("S3Events"),
             timeout=Duration.seconds(60),
             retry_attempts=2,
             on_failure=destinations.SqsDestination(self.dead_letters),
@@ -132,7 +147,7 @@ class BackendStack(Stack):
             "Reaper",
             handler=REAPER_HANDLER,
             description="Expires stale pending uploads and aborts their multipart uploads",
-            reserved_concurrency=1,
+            reserved_concurrency=reserved.get("Reaper"),
             timeout=Duration.minutes(5),
             retry_attempts=0,
             **common,
@@ -158,7 +173,7 @@ class BackendStack(Stack):
                 "Api",
                 handler=API_HANDLER,
                 description="Recordings HTTP API (Mangum)",
-                reserved_concurrency=lam.api_reserved_concurrency,
+                reserved_concurrency=reserved.get("Api"),
                 timeout=Duration.seconds(lam.api_timeout_seconds),
                 **common,
             )
@@ -167,15 +182,20 @@ class BackendStack(Stack):
                 self,
                 "HttpApi",
                 function=self.api.function,
-                cors_origins=list(config.cors_origins),
+                cors_origins=list(config.allowed_origins),
                 throttle_rate_limit=lam.throttle_rate_limit,
                 throttle_burst_limit=lam.throttle_burst_limit,
                 log_retention=retention,
             )
+            # Links and the browser page's origin checks use the front door the request came in by.
+            self.api.function.add_environment("PUBLIC_BASE_URL", self.http_api.base_url)
             # Never serve a schema older than the code: the API waits for the migration.
             self.api.function.node.add_dependency(self.migration.resource)
             self.http_api.node.add_dependency(self.migration.resource)
             CfnOutput(self, "ApiUrl", value=self.http_api.url, description="HTTP API (Lambda path)")
+            # Read by the monitoring stack through SSM: these exist only with features.lambda_api.
+            publish(self, config, "backend", "http-api-id", self.http_api.api.api_id)
+            publish(self, config, "backend", "api-function-name", self.api.function.function_name)
 
         storage.grant_app_access(self.s3_events.function, access=S3_EVENTS_ACCESS, principal_scope=self.s3_events)
         storage.grant_app_access(self.reaper.function, access=REAPER_ACCESS, principal_scope=self.reaper)
@@ -184,7 +204,8 @@ class BackendStack(Stack):
         for fn in app_functions:
             database.grant_secret_read(fn.function)
 
-        self.functions = [self.migrate, *app_functions]
+        # Every function whose existence no flag decides (the API function is added by name).
+        self.functions = [self.migrate, *(fn for fn in app_functions if fn is not self.api)]
         self._acknowledge()
 
     def _acknowledge(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
@@ -13,12 +13,15 @@ from constructs import Construct
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.storage import RecordingsStorage
+from cdk.cross_stack import publish
 from cdk.nag import acknowledge
-from cdk.retention import log_retention
+from cdk.replica_access import publish_replicas
+from cdk.retention import log_retention, removal_policy
 
 
 class DataStack(Stack):
-    """Everything that holds data. Termination protection on in prod; removal keeps data."""
+    """Everything that holds data. Termination protection on in prod, where removal keeps data;
+    other profiles empty and remove their buckets and repository on ``cdk destroy``."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, vpc: ec2.IVpc, **kwargs: Any
@@ -39,9 +42,10 @@ class DataStack(Stack):
             "Recordings",
             name_prefix=f"{config.project}-{config.env_name}",
             config=config.storage,
-            cors_origins=list(config.cors_origins),
+            cors_origins=list(config.allowed_origins),
             access_log_expiration=Duration.days(max(config.log_retention_days, 90)),
             replica_region=config.storage.replication_region if config.features.replication else None,
+            removal_policy=removal_policy(config.removal_policy),
         )
         self.repository = ecr.Repository(
             self,
@@ -54,15 +58,40 @@ class DataStack(Stack):
                     max_image_count=config.ec2.ecr_keep_images,
                 )
             ],
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal_policy(config.removal_policy),
+            empty_on_delete=config.removal_policy == "destroy",
         )
 
         # The Lambda functions run the image CI pushed here (-c lambda_image_digest): the service
-        # may pull, and the exports the backend stack imports then stay whether or not a deploy
-        # passes a digest (an export in use cannot be removed).
+        # may pull; the repository's exports below stay whether or not a deploy passes a digest.
         self.repository.grant_pull(iam.ServicePrincipal("lambda.amazonaws.com"))
-        self.export_value(self.repository.repository_arn)
-        self.export_value(self.repository.repository_name)
+
+        # What the functions connect to: the proxy with features.rds_proxy, else the instance.
+        # Through SSM, so turning the proxy on or off never deadlocks on an export.
+        host, _, target = self.database.lambda_endpoint()
+        publish(self, config, "data", "lambda-database-host", host)
+        publish(
+            self,
+            config,
+            "data",
+            "lambda-database-security-group",
+            target.connections.security_groups[0].security_group_id,
+        )
+
+        publish_replicas(self, config, self.database)
+
+        # Exported whether or not a stack imports them today (the EC2 service is a flag), so
+        # turning a flag off never removes an export a deployed stack still imports.
+        for value in (
+            self.database.instance.connections.security_groups[0].security_group_id,
+            self.database.endpoint_host,
+            self.database.app_secret.secret_arn,
+            self.database.master_secret.secret_arn,
+            self.database.instance.instance_identifier,
+            self.repository.repository_arn,
+            self.repository.repository_name,
+        ):
+            self.export_value(value)
 
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Recordings bucket")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Push the server image here")

@@ -12,14 +12,16 @@ from constructs import Construct
 from cdk.app_environment import app_environment
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
-from cdk.constructs.ec2_service import Ec2Service
+from cdk.constructs.ec2_service import Ec2Service, HttpsOptions, server_image_parameter_name
 from cdk.constructs.storage import (
     API_ACCESS,
     RecordingsStorage,
     count_storage_rejections,
 )
+from cdk.cross_stack import publish
 from cdk.nag import acknowledge
-from cdk.retention import log_retention
+from cdk.replica_access import allow_replica_reads, replica_read_host
+from cdk.retention import log_retention, removal_policy
 
 
 class Ec2ServiceStack(Stack):
@@ -37,7 +39,7 @@ class Ec2ServiceStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         ec2_cfg = config.ec2
-        public_base_url = f"https://{config.domain_name}" if config.domain_name else None
+        public_base_url = config.public_base_url
         environment = app_environment(
             config,
             runtime="server",
@@ -48,8 +50,9 @@ class Ec2ServiceStack(Stack):
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
-            database_read_host=database.read_hosts,
+            database_read_host=replica_read_host(self, config),
         )
+        environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
         # Outside Lambda the SDK needs the region from the environment.
         environment.update(AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
         self.service = Ec2Service(
@@ -60,7 +63,16 @@ class Ec2ServiceStack(Stack):
             repository=repository,
             container_environment=environment,
             log_retention=log_retention(config.log_retention_days),
-            certificate_arn=config.certificate_arn,
+            log_removal_policy=removal_policy(config.removal_policy),
+            image_parameter_name=server_image_parameter_name(config.project, config.env_name),
+            https=HttpsOptions(
+                domain_name=str(config.domain_name),
+                certificate_arn=config.certificate_arn,
+                hosted_zone_id=config.hosted_zone_id,
+                hosted_zone_name=config.hosted_zone_name,
+            )
+            if config.https
+            else None,
             node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
@@ -69,15 +81,28 @@ class Ec2ServiceStack(Stack):
         # S3 refusing the app, as logged by the container: the monitoring stack's StorageRejected alarm.
         self.storage_rejected = count_storage_rejections(self.service.container_log_group, Duration.minutes(5))
         database.grant_secret_read(role)
-        repository.grant_pull(role)
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"
         )
-        database.allow_read_from(self.service.instance_security_group, "EC2 app to the read replicas")
+        allow_replica_reads(self, config, self.service.instance_security_group, "EC2 app to the read replicas")
+
+        # Read by the monitoring stack through SSM: this stack exists only with features.ec2_service.
+        svc = self.service
+        publish(self, config, "ec2", "alb-full-name", svc.alb.load_balancer_full_name)
+        publish(self, config, "ec2", "target-group-full-name", svc.target_group.target_group_full_name)
+        publish(self, config, "ec2", "asg-name", svc.asg.auto_scaling_group_name)
+        # The monitoring host (-observability) scrapes the instances of this group.
+        publish(self, config, "ec2", "instance-security-group", svc.instance_security_group.security_group_id)
 
         CfnOutput(self, "LoadBalancerDnsName", value=self.service.alb.load_balancer_dns_name)
-        CfnOutput(self, "ServiceUrl", value=public_base_url or self.service.url)
+        CfnOutput(self, "ServiceUrl", value=self.service.url)
         CfnOutput(self, "AutoScalingGroupName", value=self.service.asg.auto_scaling_group_name)
+        CfnOutput(
+            self,
+            "ServerImageParameter",
+            value=self.service.image_parameter_name,
+            description="CI writes <repository-uri>@sha256:<digest> here; instances run it from their next boot",
+        )
         self._acknowledge()
 
     def _acknowledge(self) -> None:

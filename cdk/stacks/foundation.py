@@ -24,7 +24,17 @@ class FoundationStack(Stack):
             availability_zones=list(net.availability_zones),
             nat_gateways=net.nat_gateways,
             flow_log_retention=log_retention(net.flow_log_retention_days),
+            flow_log_traffic=net.flow_log_traffic,
+            interface_endpoints=net.interface_endpoints,
         )
         self.vpc = self.network.vpc
-        self.alerts = AlertTopic(self, "Alerts", email=config.alarm_email)
+        # Exported whether or not a stack uses them today: otherwise turning a flag off (the EC2
+        # service is the only user of the public subnets) drops an export a deployed stack imports.
+        for subnet in [*self.vpc.public_subnets, *self.vpc.private_subnets, *self.vpc.isolated_subnets]:
+            self.export_value(subnet.subnet_id)
+        self.export_value(self.vpc.vpc_id)
+        self.export_value(self.vpc.vpc_cidr_block)
+        self.alerts = AlertTopic(self, "Alerts", emails=config.alarm_emails)
         self.topic = self.alerts.topic
+        # The monitoring host (with features.ec2_service) publishes to the topic under this key.
+        self.export_value(self.alerts.key.key_arn)

@@ -25,6 +25,7 @@ from constructs import Construct
 
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
+from cdk.constructs.ec2_service import server_image_parameter_name
 from cdk.constructs.storage import RecordingsStorage
 from cdk.nag import acknowledge
 
@@ -37,7 +38,7 @@ CANARY_PREFIX = "ops/restore-canary/"
 
 def image_digest_parameter_name(config: DeploymentConfig) -> str:
     """SSM parameter holding the digest (``sha256:...``) CI last rolled out; new hosts boot it."""
-    return f"/{config.project}/{config.env_name}/image-digest"
+    return server_image_parameter_name(config.project, config.env_name)
 
 
 @dataclass(frozen=True, kw_only=True)

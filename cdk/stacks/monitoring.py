@@ -6,14 +6,15 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk.config import DeploymentConfig
-from cdk.constructs.ec2_service import CWAGENT_NAMESPACE
+from cdk.constructs.ec2_user_data import CWAGENT_NAMESPACE
 from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, LT, ONE_MINUTE, ServiceMonitoring, Watch
 from cdk.constructs.storage import APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC
+from cdk.cross_stack import read
+from cdk.replica_access import replica_identifiers
 from cdk.stacks.backend import BackendStack
 from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
@@ -41,7 +42,7 @@ class MonitoringStack(Stack):
             self._watch_ec2(ec2_service)
         self._watch_lambda(backend)
         self._watch_database(data)
-        self._watch_replicas(data)
+        self._watch_replicas()
         self._watch_bucket(data)
         self._watch_storage_rejections(ec2_service)
         self.monitoring.finish()
@@ -53,13 +54,26 @@ class MonitoringStack(Stack):
 
     def _watch_ec2(self, stack: Ec2ServiceStack) -> None:
         m, t = self.monitoring, self.config.alarms
-        alb = stack.service.alb
         section = "EC2 path (ALB + Auto Scaling group)"
+        # Through SSM, not exports: the EC2 stack exists only with features.ec2_service.
+        alb_name = read(self, self.config, "ec2", "alb-full-name")
+        target_group_name = read(self, self.config, "ec2", "target-group-full-name")
+        asg_name = read(self, self.config, "ec2", "asg-name")
+
+        def alb_metric(name: str, statistic: str, **extra_dimensions: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/ApplicationELB",
+                metric_name=name,
+                dimensions_map={"LoadBalancer": alb_name, **extra_dimensions},
+                statistic=statistic,
+                period=ONE_MINUTE,
+            )
+
         errors = cloudwatch.MathExpression(
             expression="FILL(target5xx, 0) + FILL(elb5xx, 0)",
             using_metrics={
-                "target5xx": alb.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=ONE_MINUTE),
-                "elb5xx": alb.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=ONE_MINUTE),
+                "target5xx": alb_metric("HTTPCode_Target_5XX_Count", "Sum"),
+                "elb5xx": alb_metric("HTTPCode_ELB_5XX_Count", "Sum"),
             },
             period=ONE_MINUTE,
         )
@@ -67,7 +81,7 @@ class MonitoringStack(Stack):
             name="Alb5xxRate",
             section=section,
             errors=errors,
-            requests=alb.metrics.request_count(period=ONE_MINUTE),
+            requests=alb_metric("RequestCount", "Sum"),
             what="ALB",
         )
         m.add(
@@ -75,7 +89,7 @@ class MonitoringStack(Stack):
                 name="AlbP99Latency",
                 section=section,
                 description=f"ALB p99 latency > {t.p99_latency_ms} ms for 5 minutes",
-                metric=alb.metrics.target_response_time(statistic="p99", period=ONE_MINUTE),
+                metric=alb_metric("TargetResponseTime", "p99"),
                 threshold=t.p99_latency_ms / 1000,  # the ALB reports seconds
                 comparison=GT,
                 evaluation_periods=5,
@@ -86,13 +100,13 @@ class MonitoringStack(Stack):
                 name="AlbUnhealthyHosts",
                 section=section,
                 description="Unhealthy targets behind the ALB for 3 minutes",
-                metric=stack.service.target_group.metrics.unhealthy_host_count(statistic="Maximum", period=ONE_MINUTE),
+                metric=alb_metric("UnHealthyHostCount", "Maximum", TargetGroup=target_group_name),
                 threshold=1,
                 comparison=GTE,
                 evaluation_periods=3,
             )
         )
-        asg = {"AutoScalingGroupName": stack.service.asg.auto_scaling_group_name}
+        asg = {"AutoScalingGroupName": asg_name}
 
         def ec2_metric(namespace: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
             return cloudwatch.Metric(
@@ -148,12 +162,23 @@ class MonitoringStack(Stack):
         m, t = self.monitoring, self.config.alarms
         section = "Lambda path (HTTP API + functions)"
         if stack.http_api is not None:
-            api = stack.http_api.api
+            # Through SSM, not exports: the HTTP API exists only with features.lambda_api.
+            api_id = read(self, self.config, "backend", "http-api-id")
+
+            def api_metric(name: str, statistic: str) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace="AWS/ApiGateway",
+                    metric_name=name,
+                    dimensions_map={"ApiId": api_id},
+                    statistic=statistic,
+                    period=ONE_MINUTE,
+                )
+
             m.error_rate(
                 name="Api5xxRate",
                 section=section,
-                errors=api.metric_server_error(period=ONE_MINUTE, statistic="Sum"),
-                requests=api.metric_count(period=ONE_MINUTE, statistic="Sum"),
+                errors=api_metric("5xx", "Sum"),
+                requests=api_metric("Count", "Sum"),
                 what="API Gateway",
             )
             m.add(
@@ -161,20 +186,32 @@ class MonitoringStack(Stack):
                     name="ApiP99Latency",
                     section=section,
                     description=f"API Gateway p99 latency > {t.p99_latency_ms} ms for 5 minutes",
-                    metric=api.metric_latency(period=ONE_MINUTE, statistic="p99"),
+                    metric=api_metric("Latency", "p99"),
                     threshold=t.p99_latency_ms,  # API Gateway reports milliseconds
                     comparison=GT,
                     evaluation_periods=5,
                 )
             )
-        for fn in stack.functions:
-            name = fn.node.id
+        functions = {fn.node.id: fn.function.function_name for fn in stack.functions}
+        if stack.api is not None:
+            functions["Api"] = read(self, self.config, "backend", "api-function-name")
+
+        def lambda_metric(function_name: str, metric_name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name=metric_name,
+                dimensions_map={"FunctionName": function_name},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        for name, function_name in functions.items():
             m.add(
                 Watch(
                     name=f"{name}Errors",
                     section=section,
                     description=f"Lambda {name}: errors in 5 minutes",
-                    metric=fn.function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                    metric=lambda_metric(function_name, "Errors"),
                     threshold=1,
                     comparison=GTE,
                     evaluation_periods=1,
@@ -185,7 +222,7 @@ class MonitoringStack(Stack):
                     name=f"{name}Throttles",
                     section=section,
                     description=f"Lambda {name}: throttled in 5 minutes",
-                    metric=fn.function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+                    metric=lambda_metric(function_name, "Throttles"),
                     threshold=1,
                     comparison=GTE,
                     evaluation_periods=1,
@@ -266,19 +303,32 @@ class MonitoringStack(Stack):
             )
         )
 
-    def _watch_replicas(self, stack: DataStack) -> None:
-        """Each read replica: replay lag, and the primary's CPU, connection and memory alarms."""
+    def _watch_replicas(self) -> None:
+        """Each read replica: replay lag, and the primary's CPU, connection and memory alarms.
+        Their identifiers come through SSM (cdk/replica_access.py): the count is a setting."""
         m, t, cfg = self.monitoring, self.config.alarms, self.config
         max_conn = cfg.database.max_connections
-        for number, replica in enumerate(stack.database.replicas, start=1):
+        for number, identifier in enumerate(replica_identifiers(self, cfg), start=1):
             name, section = f"DbReplica{number}", f"RDS read replica {number}"
+
+            def rds(
+                metric_name: str, statistic: str, period: Duration, identifier: str = identifier
+            ) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace="AWS/RDS",
+                    metric_name=metric_name,
+                    dimensions_map={"DBInstanceIdentifier": identifier},
+                    statistic=statistic,
+                    period=period,
+                )
+
             m.add(
                 Watch(
                     name=f"{name}Lag",
                     section=section,
                     description=f"Replica {number} lag > {t.db_replica_lag_seconds:g} s for 5 minutes "
                     f"(reads go to the primary beyond {cfg.database.read_max_lag_seconds:g} s)",
-                    metric=replica.metric("ReplicaLag", period=ONE_MINUTE, statistic="Maximum"),
+                    metric=rds("ReplicaLag", "Maximum", ONE_MINUTE),
                     threshold=t.db_replica_lag_seconds,
                     comparison=GT,
                     evaluation_periods=5,
@@ -289,7 +339,7 @@ class MonitoringStack(Stack):
                     name=f"{name}Cpu",
                     section=section,
                     description=f"Replica {number} CPU > {t.cpu_percent:g}% for 15 minutes",
-                    metric=replica.metric_cpu_utilization(period=FIVE_MINUTES),
+                    metric=rds("CPUUtilization", "Average", FIVE_MINUTES),
                     threshold=t.cpu_percent,
                     comparison=GT,
                     evaluation_periods=3,
@@ -301,7 +351,7 @@ class MonitoringStack(Stack):
                     section=section,
                     description=f"Replica {number} connections > {t.db_connections_percent:g}% of "
                     f"max_connections ({max_conn})",
-                    metric=replica.metric_database_connections(period=ONE_MINUTE, statistic="Maximum"),
+                    metric=rds("DatabaseConnections", "Maximum", ONE_MINUTE),
                     threshold=round(max_conn * t.db_connections_percent / 100),
                     comparison=GT,
                     evaluation_periods=5,
@@ -312,7 +362,7 @@ class MonitoringStack(Stack):
                     name=f"{name}LowFreeableMemory",
                     section=section,
                     description=f"Replica {number} freeable memory < {t.free_memory_percent:g}% for 15 minutes",
-                    metric=replica.metric_freeable_memory(period=FIVE_MINUTES, statistic="Minimum"),
+                    metric=rds("FreeableMemory", "Minimum", FIVE_MINUTES),
                     threshold=int(cfg.database_memory_bytes * t.free_memory_percent / 100),
                     comparison=LT,
                     evaluation_periods=3,

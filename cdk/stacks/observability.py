@@ -11,13 +11,15 @@ from constructs import Construct
 
 from cdk.config import DeploymentConfig
 from cdk.constructs.monitoring_host import MonitoringHost
+from cdk.cross_stack import read
 from cdk.stacks.ec2_service import Ec2ServiceStack
 
 
 class ObservabilityStack(Stack):
     """The monitoring host, scraping the instances of ``ec2_service`` and alerting to ``topic``
     (the CloudWatch alarms' topic). Its ingress rules on the app instances' security group live
-    here, so the EC2 service stack does not depend on it."""
+    here, so the EC2 service stack does not depend on it; that group's id comes through SSM
+    (cdk/cross_stack.py), so no export ties the EC2 stack to this one."""
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class ObservabilityStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.add_stack_dependency(ec2_service, "scrapes its instances; reads its security group from SSM")
         self.host = MonitoringHost(
             self,
             "MonitoringHost",
@@ -38,6 +41,8 @@ class ObservabilityStack(Stack):
             config=config.monitoring_host,
             environment=config.env_name,
             app_stack_name=ec2_service.stack_name,
-            app_security_group=ec2_service.service.instance_security_group,
+            app_security_group=ec2.SecurityGroup.from_security_group_id(
+                self, "AppInstances", read(self, config, "ec2", "instance-security-group")
+            ),
             topic=topic,
         )

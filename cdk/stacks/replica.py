@@ -20,4 +20,5 @@ class ReplicaStack(Stack):
             bucket_name=replica_bucket_name(
                 name_prefix=f"{config.project}-{config.env_name}", replica_region=self.region
             ),
+            config=config.storage,
         )

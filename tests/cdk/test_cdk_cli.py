@@ -1,7 +1,8 @@
 """The real CDK CLI (pinned in package.json, installed by `npm ci`) synthesizes with cdk.json.
 
-This proves the commands in docs/deploy.md: `npx cdk synth -c env=prod` works from a clean
-checkout with no AWS credentials and no Docker engine.
+This proves the commands in docs/deploy.md: `npx cdk synth -c env=prod -c alarm_emails=...`
+works from a clean checkout with no AWS credentials and no Docker engine, and refuses without
+the deploy-time values.
 """
 
 from __future__ import annotations
@@ -34,7 +35,23 @@ def test_cdk_cli_synthesizes_prod_with_cdk_json(tmp_path: Path) -> None:
 
     outdir = tmp_path / "cdk.out"
     result = subprocess.run(
-        [str(CDK_BIN), "synth", "-c", "env=prod", "--quiet", "--no-notices", "--output", str(outdir)],
+        [
+            str(CDK_BIN),
+            "synth",
+            "-c",
+            "env=prod",
+            # The deploy-time values docs/deploy.md passes: prod refuses to synthesize without them.
+            "-c",
+            "alarm_emails=oncall@corp.internal",
+            "-c",
+            "domain_name=recordings.corp.internal",
+            "-c",
+            "certificate_arn=arn:aws:acm:eu-west-1:111122223333:certificate/00000000-0000-0000-0000-000000000000",
+            "--quiet",
+            "--no-notices",
+            "--output",
+            str(outdir),
+        ],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -50,3 +67,24 @@ def test_cdk_cli_synthesizes_prod_with_cdk_json(tmp_path: Path) -> None:
     nag = {r["pluginName"]: r for r in report["pluginReports"]}["AwsSolutions"]
     assert nag["conclusion"] == "success"
     assert nag["violations"] == []
+
+
+def test_cdk_cli_refuses_prod_without_recipients_and_https(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
+    env.update(
+        PATH=f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        AWS_EC2_METADATA_DISABLED="true",
+        CDK_DISABLE_CLI_TELEMETRY="true",
+    )
+    result = subprocess.run(
+        [str(CDK_BIN), "synth", "-c", "env=prod", "--quiet", "--no-notices", "--output", str(tmp_path / "out")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "alarm_emails" in result.stderr + result.stdout
+    assert "HTTPS" in result.stderr + result.stdout

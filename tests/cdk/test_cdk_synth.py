@@ -95,5 +95,9 @@ def test_cfn_lint_reports_no_errors(profile) -> None:
 @pytest.mark.parametrize("key", ["data", "backend", "ec2"])
 def test_deployer_outputs(dev, key) -> None:
     outputs = set(dev.template_json(key).get("Outputs", {}))
-    wanted = {"data": {"BucketName", "RepositoryUri"}, "backend": {"ApiUrl"}, "ec2": {"LoadBalancerDnsName"}}[key]
+    wanted = {
+        "data": {"BucketName", "RepositoryUri"},
+        "backend": {"ApiUrl"},
+        "ec2": {"LoadBalancerDnsName", "ServiceUrl", "ServerImageParameter"},
+    }[key]
     assert wanted <= outputs

@@ -41,16 +41,38 @@ def test_a_replica_copies_the_encrypted_primary_privately_on_its_port_and_parame
         assert replica["VPCSecurityGroups"] != primary["VPCSecurityGroups"]
 
 
+def _published(profile, key: str):
+    """The value the data stack publishes as SSM parameter ``/<project>/<env>/data/<key>``."""
+    name = f"/{profile.config.project}/{profile.config.env_name}/data/{key}"
+    (parameter,) = [
+        r["Properties"]
+        for r in profile.resources("data", "AWS::SSM::Parameter").values()
+        if r["Properties"]["Name"] == name
+    ]
+    return parameter["Value"]
+
+
+def _reads(profile, stack: str, key: str, value) -> bool:
+    """``value`` is a Ref to the deploy-time SSM parameter ``/<project>/<env>/data/<key>``."""
+    if not isinstance(value, dict) or "Ref" not in value:
+        return False
+    parameter = profile.template_json(stack).get("Parameters", {}).get(value["Ref"], {})
+    return parameter.get("Default") == f"/{profile.config.project}/{profile.config.env_name}/data/{key}"
+
+
 def test_the_replica_security_group_admits_only_the_app(prod) -> None:
+    """Through SSM (the replica count may go to 0 without an export in use): the data stack
+    publishes the replicas' group, the app stacks add their ingress rule to it."""
     (_, replica) = _instances(prod)[1][0]
     (group_ref,) = replica["VPCSecurityGroups"]
     group_id = group_ref["Fn::GetAtt"][0]
+    assert _published(prod, "replica-security-group") == group_ref
     group = prod.resources("data", "AWS::EC2::SecurityGroup")[group_id]["Properties"]
     assert "SecurityGroupIngress" not in group
     rules = []
     for key in ("backend", "ec2"):
         for rule in prod.resources(key, "AWS::EC2::SecurityGroupIngress").values():
-            if group_id in json.dumps(rule["Properties"]["GroupId"]):
+            if _reads(prod, key, "replica-security-group", rule["Properties"]["GroupId"]):
                 rules.append((key, rule["Properties"]))
     assert sorted(key for key, _ in rules) == ["backend", "ec2"]
     for _, rule in rules:
@@ -79,29 +101,23 @@ def test_the_app_reads_from_every_replica_endpoint_on_both_paths(profile) -> Non
     ]
     (api,) = functions
     env = api["Environment"]["Variables"]
-    user_data = json.dumps(
-        next(iter(profile.resources("ec2", "AWS::EC2::LaunchTemplate").values()))["Properties"]["LaunchTemplateData"][
-            "UserData"
-        ]
-    )
+    (launch,) = profile.resources("ec2", "AWS::EC2::LaunchTemplate").values()
+    user_data = launch["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
     if not replica_ids:
         assert "DATABASE_READ_HOST" not in env
-        assert "DATABASE_READ_HOST" not in user_data
+        assert "DATABASE_READ_HOST" not in json.dumps(user_data)
         return
-    read_host = json.dumps(env["DATABASE_READ_HOST"])
-    outputs = profile.template_json("data")["Outputs"].values()
+    # Every replica's endpoint, comma-separated, published by the data stack ...
+    published = json.dumps(_published(profile, "read-hosts"))
     for replica_id in replica_ids:
-        # Cross-stack: each replica's Endpoint.Address arrives as an import of a data-stack export.
-        (export,) = [
-            o["Export"]["Name"]
-            for o in outputs
-            if o.get("Value") == {"Fn::GetAtt": [replica_id, "Endpoint.Address"]} and "Export" in o
-        ]
-        assert export in read_host
-        assert export in user_data
+        assert json.dumps({"Fn::GetAtt": [replica_id, "Endpoint.Address"]}) in published
+    # ... and read at deploy time by the API function and the instances' environment file.
+    assert _reads(profile, "backend", "read-hosts", env["DATABASE_READ_HOST"])
+    position = next(i for i, part in enumerate(user_data) if isinstance(part, str) and "DATABASE_READ_HOST=" in part)
+    assert user_data[position].endswith("DATABASE_READ_HOST=")
+    assert _reads(profile, "ec2", "read-hosts", user_data[position + 1])
     assert env["DATABASE_READ_PORT"] == str(profile.config.database.port)
     assert float(env["DATABASE_READ_MAX_LAG_SECONDS"]) == profile.config.database.read_max_lag_seconds
-    assert "DATABASE_READ_HOST=" in user_data
 
 
 def _replica_alarms(profile) -> dict[str, dict]:

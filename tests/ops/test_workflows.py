@@ -243,10 +243,11 @@ def test_a_first_run_creates_the_repository_before_reading_it():
 
 def test_deploy_job_outlasts_its_worst_case():
     from cdk.config import config_from_dict
+    from tests.cdk.conftest import DEPLOY_CONTEXT
 
     deploy = _load(CI_CD)["jobs"]["deploy"]
     block = json.loads((REPO / "cdk.json").read_text())["context"]["recordings"]
-    hosts = config_from_dict(block, "prod").ec2.max_capacity
+    hosts = config_from_dict(block, "prod", DEPLOY_CONTEXT["prod"]).ec2.max_capacity
     result = subprocess.run(
         ["bash", str(REPO / "ops/deploy/rollout.sh"), "worst-case", str(hosts)],
         capture_output=True,
@@ -315,3 +316,15 @@ def test_locustfile_hits_routes_the_app_has():
     used = {re.sub(r"\{[^}]+\}", "{recording_id}", path.split(" [")[0]) for path in used}
     assert {"/health", "/v1/recordings"} <= used
     assert used <= routes, f"locustfile requests unknown routes: {used - routes}"
+
+
+def test_every_cdk_deploy_passes_the_profile_context_from_the_repository():
+    """Prod refuses to synthesize without HTTPS and alarm recipients, which come from the account:
+    every deploy step hands the repository variable to cdk as context."""
+    deploy = _load(CI_CD)["jobs"]["deploy"]
+    assert deploy["env"]["CDK_PROFILE_CONTEXT"] == "${{ vars.CDK_PROFILE_CONTEXT }}"
+    steps = [s["run"] for s in deploy["steps"] if "npx cdk deploy" in s.get("run", "")]
+    assert len(steps) == 2
+    for run in steps:
+        assert 'read -ra profile_context <<< "${CDK_PROFILE_CONTEXT:-}"' in run
+        assert '"${profile_context[@]}"' in run.split("npx cdk deploy", 1)[1]
