@@ -142,6 +142,8 @@ class AppConfig:
     presign_expires_seconds: int
     upload_ttl_seconds: int
     metrics_enabled: bool
+    # /docs and /redoc (the interactive documentation); /openapi.json is always served.
+    docs_enabled: bool = True
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0)
     rate_limit_burst: int = Field(default=0, ge=0)  # 0: the bucket holds one minute's worth
     max_pending_uploads_per_tenant: int = Field(default=1000, ge=0)
+    # Credentials presented and refused, per client address and minute (0 turns it off); above
+    # it the address gets 429 with Retry-After. Kept in each process, like the request rate.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
 
     # HTTP.
     cors_origins: CsvList = []
@@ -128,10 +131,17 @@ class Settings(BaseSettings):
     jwt_algorithms: CsvList = ["RS256"]
     jwt_tenant_claim: str = "sub"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Tokens valid for longer (exp - iat) are refused: a leaked token stays useful only so long.
+    jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
 
     # Observability.
     metrics_enabled: bool = True
+    # /metrics answers only with `Authorization: Bearer <token>` when a token is configured,
+    # given directly or as a Secrets Manager secret holding it (what the CDK deployments pass).
     metrics_token: SecretStr | None = None
+    metrics_token_secret_arn: str | None = None
+    # The interactive documentation (/docs, /redoc); /openapi.json stays, clients generate from it.
+    docs_enabled: bool = True
 
     _split = field_validator("allowed_content_types", "cors_origins", "jwt_algorithms", mode="before")(
         staticmethod(_split_csv)
@@ -160,6 +170,7 @@ class Settings(BaseSettings):
         "jwt_issuer",
         "jwt_audience",
         "jwt_jwks_url",
+        "metrics_token_secret_arn",
         mode="before",
     )
     @classmethod
@@ -173,6 +184,9 @@ class Settings(BaseSettings):
             self.s3_endpoint_url = LOCAL_S3_ENDPOINT
         if self.multipart_threshold_bytes > self.max_upload_bytes:
             self.multipart_threshold_bytes = self.max_upload_bytes
+        if (self.jwt_issuer or self.jwt_jwks_url) and not (self.jwt_issuer and self.jwt_jwks_url and self.jwt_audience):
+            # A token for any client of the issuer would do without an audience.
+            raise ValueError("JWT needs JWT_ISSUER, JWT_JWKS_URL and JWT_AUDIENCE together")
         return self
 
     @property

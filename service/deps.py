@@ -26,7 +26,7 @@ from service.browser.sessions import authenticate_session, require_allowed_origi
 from service.config import Settings
 from service.db import session_factory, session_scope, single_statement_connection
 from service.errors import Unauthorized
-from service.limits import enforce_rate_limit
+from service.limits import check_auth_failures, enforce_rate_limit, record_auth_failure
 from service.storage import Storage
 
 
@@ -110,24 +110,41 @@ def _verify_jwt(token: str, settings: Settings) -> Principal | None:
 
 
 async def authenticate(request: Request, settings: Settings) -> Principal:
-    """The request's principal: a bearer API key or JWT, else a browser session cookie."""
+    """The request's principal: a bearer API key or JWT, else a browser session cookie.
+
+    Credentials that are presented and refused count against the client's address (429 once it
+    has used up AUTH_FAILURES_PER_MINUTE); requests without any credentials do not.
+    """
+    address = request.client.host if request.client else "unknown"
+    state = request.app.state
+    try:
+        return await _authenticate(request, settings, lambda: check_auth_failures(state, settings, address))
+    except Unauthorized as refused:
+        if refused.presented:
+            record_auth_failure(state, settings, address)
+        raise
+
+
+async def _authenticate(request: Request, settings: Settings, check_address) -> Principal:
     token = _bearer_token(request)
     if token is not None:
+        check_address()
         if looks_like_api_key(token):
             # A key verified within the last seconds needs no database round trip.
             principal = cached_api_key(token) or await run_in_threadpool(_verify_api_key, settings, token)
         else:
             principal = await run_in_threadpool(_verify_jwt, token, settings)
         if principal is None:
-            raise Unauthorized("The credentials are invalid, expired or revoked.")
+            raise Unauthorized("The credentials are invalid, expired or revoked.", presented=True)
         return principal
     cookie = request.cookies.get(settings.session_cookie_name)
     if not cookie:
         raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
+    check_address()
     # Browser session: same-site cookie, and state changes must name an allowed Origin.
     principal = await run_in_threadpool(_verify_session_cookie, settings, cookie)
     if principal is None:
-        raise Unauthorized("The session has expired or was signed out; sign in again.")
+        raise Unauthorized("The session has expired or was signed out; sign in again.", presented=True)
     require_allowed_origin(request, settings)
     return principal
 

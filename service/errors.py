@@ -7,6 +7,7 @@ HTTP ``status`` and a ``detail`` written for the caller. Stack traces never leav
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -52,8 +53,8 @@ class NotFound(ProblemError):
 
 
 class Conflict(ProblemError):
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(409, "conflict", detail, **extra)
+    def __init__(self, detail: str, slug: str = "conflict", **extra: Any) -> None:
+        super().__init__(409, slug, detail, **extra)
 
 
 class InvalidRequest(ProblemError):
@@ -62,13 +63,15 @@ class InvalidRequest(ProblemError):
 
 
 class Unauthorized(ProblemError):
-    def __init__(self, detail: str = "Missing or invalid credentials.") -> None:
+    def __init__(self, detail: str = "Missing or invalid credentials.", *, presented: bool = False) -> None:
         super().__init__(
             401,
             "unauthorized",
             detail,
             headers={"WWW-Authenticate": 'Bearer realm="recordings"'},
         )
+        # Credentials were sent and refused (as opposed to none sent): counts as a failed attempt.
+        self.presented = presented
 
 
 class ServiceUnavailable(ProblemError):
@@ -112,11 +115,33 @@ _SLUGS = {
 }
 
 
+# What a pattern in the schema means, in words, for the 422 that names it (registered by the
+# models that use the pattern).
+_PATTERN_HINTS: dict[str, str] = {}
+
+
+def describe_pattern(pattern: str, meaning: str) -> str:
+    _PATTERN_HINTS[pattern] = meaning
+    return pattern
+
+
+def pattern_meaning(pattern: str) -> str:
+    """What a pattern registered with ``describe_pattern`` asks for, in words."""
+    return _PATTERN_HINTS.get(pattern, "a value matching the pattern stated in the API schema")
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        return _PATTERN_HINTS.get(pattern, "String does not match the pattern stated in the API schema")
+    return error.get("msg", "")
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors():
         # The offending input is not echoed back: it may be large, binary or sensitive.
-        errors.append({"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", "")})
+        errors.append({"loc": [str(part) for part in error.get("loc", ())], "msg": _message(error)})
     return errors
 
 
@@ -126,6 +151,19 @@ def _operation(exc: Exception) -> str | None:
     if not name:
         return None
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+_TYPE_MISMATCHES = {"string_type", "int_type", "float_type", "bool_type", "dict_type", "list_type", "none_required"}
+# Location parts that name a union's alternative rather than a place in the request.
+_SCHEMA_PART = re.compile(r"^(body|constrained-str|int|float|bool|none|str|(list|dict|function-\w+)\[.*\])$")
+
+
+def _is_type_mismatch(error: dict[str, Any]) -> bool:
+    return error.get("type") in _TYPE_MISMATCHES
+
+
+def _is_schema_part(part: str) -> bool:
+    return bool(_SCHEMA_PART.match(part))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -144,8 +182,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(part for part in first["loc"] if part not in ("body",)) or "request"
+        # A value that matches no alternative of a union (metadata values) fails once per
+        # alternative; the telling error is one that is not merely "wrong type".
+        telling = [e for e, raw in zip(errors, exc.errors(), strict=True) if not _is_type_mismatch(raw)]
+        first = (telling or errors or [{"loc": [], "msg": "invalid request"}])[0]
+        where = ".".join(part for part in first["loc"] if not _is_schema_part(part)) or "request"
         return problem_response(
             422,
             "validation-error",
@@ -159,10 +200,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+        headers = dict(exc.headers or {})
         if status == 404 and detail == "Not Found":
             detail = f"No route for {request.method} {request.url.path}."
+        if status == 405:
+            # Every method of the resource, not only those of the first route that matched.
+            from service.methods import allowed_methods
+
+            methods = allowed_methods(request.app.router.routes, request.scope)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+            detail = f"{request.method} is not supported here; allowed: {headers.get('Allow', 'none')}."
         return problem_response(
-            status, _SLUGS.get(status, "http-error"), detail, instance=request.url.path, headers=exc.headers
+            status, _SLUGS.get(status, "http-error"), detail, instance=request.url.path, headers=headers
         )
 
     @app.exception_handler(OperationalError)
@@ -215,12 +265,17 @@ _BODY_PROBLEMS = {
     "400": "The body could not be parsed (malformed JSON or not UTF-8)",
     "413": "The request body is larger than MAX_REQUEST_BODY_BYTES",
 }
-_LIMIT_PROBLEM = {"429": "Too many requests, or too many uploads in progress, for this tenant (see Retry-After)"}
+_LIMIT_PROBLEM = {
+    "429": "Too many requests or uploads in progress for this tenant, or too many failed authentications "
+    "from this address (see Retry-After)",
+    "503": "The database or object storage is unavailable (see Retry-After)",
+}
 
 
 def document_problem_responses(app: FastAPI) -> None:
     """Add the answers every operation can give but no route declares to the OpenAPI schema:
-    400/413 where a body is read, 429 where a tenant is limited (the /v1 API)."""
+    400/413 where a body is read; 429 and 503 on the /v1 API (limits, and the database or
+    storage it depends on)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

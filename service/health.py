@@ -51,7 +51,10 @@ def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses={503: {"description": "A dependency is failing"}})
+@router.get(
+    "/health/ready",
+    responses={503: {"description": "A dependency is failing", "content": {"application/problem+json": {}}}},
+)
 def ready(request: Request) -> Any:
     results = run_checks(request.app.state.settings)
     failing = [name for name, result in results.items() if result != "ok"]

@@ -4,7 +4,9 @@ The request rate is a token bucket per tenant, kept in memory by each process (`
 with N processes or Lambda instances a tenant may get up to N times the configured rate. It
 bounds what one tenant can make a single process do; a global quota belongs in front (API
 Gateway usage plans, a WAF rate rule). The pending-upload cap is counted in the database, so it
-holds across processes.
+holds across processes; on PostgreSQL the count and the insert it admits run in one transaction
+under a transaction-scoped advisory lock per tenant, so concurrent creates cannot all see room
+for one more (and the lock ends with the transaction, as PgBouncer's transaction pooling needs).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from service.config import Settings
 from service.errors import ProblemError
@@ -42,6 +46,18 @@ class RateLimiter:
     @property
     def enabled(self) -> bool:
         return self.rate > 0
+
+    def blocked(self, key: str) -> float:
+        """Seconds until ``key`` has a token again (0.0 if it has one now); takes nothing."""
+        if not self.enabled:
+            return 0.0
+        with self._lock:
+            entry = self._buckets.get(key)
+            if entry is None:
+                return 0.0
+            tokens, last = entry
+            tokens = min(self.capacity, tokens + (self._clock() - last) * self.rate)
+            return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def acquire(self, key: str) -> float:
         """Take one token for ``key``: 0.0 when allowed, else the seconds until one is available."""
@@ -80,8 +96,78 @@ def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
         )
 
 
+# pg_advisory_xact_lock(int, int): the first key names what is locked, the second the tenant.
+_PENDING_LOCK_SPACE = 0x7265_6300  # "rec\0"
+_LOCK_TENANT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))")
+
+
+@contextmanager
+def pending_slot(connection: Connection, settings: Settings, tenant: str) -> Iterator[None]:
+    """A transaction in which the tenant has room for one more pending upload: the caller inserts
+    it, and the transaction commits when the block ends (rolled back on an exception).
+
+    ``connection`` may be in DBAPI autocommit (``single_statement_connection``); it is switched
+    to a transaction for the block, because the lock, the count and the insert must share one.
+    """
+    if settings.max_pending_uploads_per_tenant <= 0:
+        yield
+        connection.commit()
+        return
+    postgres = connection.dialect.name == "postgresql"
+    dbapi_connection = connection.connection.dbapi_connection
+    autocommit = postgres and dbapi_connection.autocommit
+    connection.commit()  # end whatever the connection did before (nothing is pending there)
+    if autocommit:
+        dbapi_connection.autocommit = False
+    try:
+        if postgres:
+            connection.execute(_LOCK_TENANT, {"space": _PENDING_LOCK_SPACE, "tenant": tenant})
+        enforce_pending_cap(connection, settings, tenant)
+        yield
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        if autocommit and not dbapi_connection.closed:
+            dbapi_connection.autocommit = True
+
+
+# Failed authentication, per client address: a bucket of failures. Presenting credentials that
+# turn out wrong takes a token; with none left, the address gets 429 before any credential is
+# checked, until the bucket refills (guessing keys or replaying stolen cookies is slowed down,
+# a client that authenticates correctly is never counted).
+def _auth_failures(app_state, settings: Settings) -> RateLimiter:
+    limiter = getattr(app_state, "auth_failure_limiter", None)
+    if limiter is None:
+        limiter = RateLimiter(settings.auth_failures_per_minute)
+        app_state.auth_failure_limiter = limiter
+    return limiter
+
+
+def _too_many_failures(settings: Settings, wait: float) -> TooManyRequests:
+    return TooManyRequests(
+        f"Too many failed authentication attempts from this address; the limit is "
+        f"{settings.auth_failures_per_minute} per minute.",
+        retry_after=math.ceil(wait),
+        slug="too-many-failed-authentications",
+    )
+
+
+def check_auth_failures(app_state, settings: Settings, address: str) -> None:
+    """429 while ``address`` has used up its failed authentications."""
+    wait = _auth_failures(app_state, settings).blocked(address)
+    if wait > 0:
+        raise _too_many_failures(settings, wait)
+
+
+def record_auth_failure(app_state, settings: Settings, address: str) -> None:
+    _auth_failures(app_state, settings).acquire(address)
+
+
 def enforce_pending_cap(connection: Connection, settings: Settings, tenant: str) -> None:
-    """Refuse a new upload while the tenant already has the maximum number open."""
+    """Refuse a new upload while the tenant already has the maximum number open (an early,
+    unlocked check; ``pending_slot`` repeats it under the lock)."""
     cap = settings.max_pending_uploads_per_tenant
     if cap <= 0:
         return

@@ -9,12 +9,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service import health, metrics
 from service.browser.page import install_page
-from service.browser.router import auth_router, config_router, s3_router
+from service.browser.router import auth_router, build_uppy_create_router, config_router, s3_router
 from service.config import Settings, get_settings
 from service.errors import document_problem_responses, install_error_handlers
 from service.heap import freeze_startup_heap
+from service.methods import OptionsMiddleware
 from service.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
-from service.recordings.router import router as recordings_router
+from service.openapi import document_links
+from service.recordings.router import build_router as recordings_router
 from service.uploads.router import router as uploads_router
 
 
@@ -36,18 +38,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Store large recordings in S3 through presigned uploads, with their metadata in PostgreSQL.",
         root_path=settings.root_path,
         lifespan=_lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     document_problem_responses(app)
+    document_links(app)
     # The busiest routes first: a request is matched against the routers in this order.
-    app.include_router(recordings_router)
+    app.include_router(recordings_router(settings))
     app.include_router(uploads_router)
     app.include_router(health.router)
     app.include_router(auth_router)
     app.include_router(config_router)
     app.include_router(s3_router)
+    app.include_router(build_uppy_create_router(settings))
     install_page(app)
+    # Inside CORS: a preflight is answered by CORS, any other OPTIONS here (204 + Allow).
+    app.add_middleware(OptionsMiddleware, routes=app.router.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -433,15 +433,27 @@ def _authorized(header: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
+def metrics_token(settings: Settings) -> str | None:
+    """The bearer token /metrics requires: METRICS_TOKEN, or the secret METRICS_TOKEN_SECRET_ARN
+    names (fetched on first use and cached; a rotated value is picked up within minutes)."""
+    if settings.metrics_token:
+        return settings.metrics_token.get_secret_value()
+    if settings.metrics_token_secret_arn:
+        from service.secrets import secret_string
+
+        return secret_string(settings.metrics_token_secret_arn)
+    return None
+
+
 def install_metrics(app: FastAPI, settings: Settings) -> None:
     """Instrument ``app`` and add ``GET /metrics`` (nothing at all when metrics are disabled)."""
     if not settings.metrics_enabled:
         return
     app.add_middleware(PrometheusMiddleware)
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
     # Sync: in multiprocess mode rendering reads files, so it runs in the threadpool.
     def metrics_endpoint(request: Request) -> Response:
+        token = metrics_token(settings)
         if token and not _authorized(request.headers.get("authorization"), token):
             return Response(
                 status_code=401,

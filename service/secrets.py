@@ -19,3 +19,15 @@ def database_credentials(secret_arn: str, *, refresh: bool = False) -> dict:
     if not isinstance(value, dict) or "username" not in value or "password" not in value:
         raise ValueError("database secret must be a JSON object with username and password")
     return value
+
+
+def secret_string(secret_arn: str) -> str:
+    """A secret that holds one plain string (such as a bearer token), cached like the above."""
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS)
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the secret must hold a non-empty string")
+    return value.strip()

@@ -202,31 +202,24 @@ class MonitoringHost(Construct):
         app_stack_name: str,
         app_security_group: ec2.ISecurityGroup,
         topic: sns.ITopic,
-        metrics_token: secretsmanager.ISecret | None = None,
+        metrics_token_secret_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         region = Stack.of(self).region
-        # The app's METRICS_TOKEN secret when the app stack has one; else one of our own.
-        self.metrics_token = metrics_token or secretsmanager.Secret(
-            self,
-            "MetricsToken",
-            description="Bearer token Prometheus sends to the app's /metrics",
-            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
-        )
+        # The EC2 service's own /metrics token (cdk/app_environment.py), which the app checks.
+        self.metrics_token_secret_arn = metrics_token_secret_arn
         self.grafana_admin = secretsmanager.Secret(
             self,
             "GrafanaAdminPassword",
             description="Grafana admin password (user admin) on the monitoring host",
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=32, exclude_punctuation=True),
         )
-        for secret in (self.grafana_admin, self.metrics_token):
-            if isinstance(secret, secretsmanager.Secret):
-                acknowledge(
-                    secret,
-                    "AwsSolutions-SMG4",
-                    "Read once at boot by the monitoring host; rotating it means replacing the host "
-                    "(cdk deploy), which the runbook describes. No database or service depends on it.",
-                )
+        acknowledge(
+            self.grafana_admin,
+            "AwsSolutions-SMG4",
+            "Read once at boot by the monitoring host; rotating it means replacing the host "
+            "(cdk deploy), which the runbook describes. No database or service depends on it.",
+        )
 
         self.security_group = ec2.SecurityGroup(
             self,
@@ -256,7 +249,7 @@ class MonitoringHost(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue"],
-                resources=[self.metrics_token.secret_arn, self.grafana_admin.secret_arn],
+                resources=[metrics_token_secret_arn, self.grafana_admin.secret_arn],
             )
         )
         topic.grant_publish(self.role)
@@ -296,7 +289,7 @@ class MonitoringHost(Construct):
                 environment=environment,
                 app_stack_name=app_stack_name,
                 topic_arn=topic.topic_arn,
-                metrics_token_arn=self.metrics_token.secret_arn,
+                metrics_token_arn=metrics_token_secret_arn,
                 grafana_secret_arn=self.grafana_admin.secret_arn,
                 rules_zip=rules_zip,
                 files_zip=files_zip,
@@ -407,8 +400,6 @@ class MonitoringHost(Construct):
             # tracing off so that no value reaches the cloud-init log.
             "set +x",
             "umask 077",
-            f"{secret(metrics_token_arn)} > {CONFIG_DIR}/{METRICS_TOKEN_FILE}",
-            f"chown {NOBODY}:{NOBODY} {CONFIG_DIR}/{METRICS_TOKEN_FILE}",
             f"printf 'GF_SECURITY_ADMIN_PASSWORD=%s\\n' \"$({secret(grafana_secret_arn)})\" > /etc/grafana/grafana.env",
             "cat >> /etc/grafana/grafana.env <<'GRAFANAENV'",
             # Loopback only (Session Manager port forwarding), no sign-up, no anonymous access.
@@ -421,6 +412,37 @@ class MonitoringHost(Construct):
             "GRAFANAENV",
             "umask 022",
             "set -x",
+            # The metrics token, now and every 5 minutes (the app follows a new secret value
+            # within 5 minutes; Prometheus reads the file at every scrape).
+            "cat > /usr/local/bin/refresh-metrics-token <<'REFRESH'",
+            "#!/bin/bash",
+            "set -euo pipefail",
+            "umask 077",
+            f"next=$(mktemp {CONFIG_DIR}/.{METRICS_TOKEN_FILE}.XXXXXX)",
+            f'{secret(metrics_token_arn)} > "$next"',
+            f'chown {NOBODY}:{NOBODY} "$next"',
+            f'mv -f "$next" {CONFIG_DIR}/{METRICS_TOKEN_FILE}',
+            "REFRESH",
+            "chmod 0755 /usr/local/bin/refresh-metrics-token",
+            "/usr/local/bin/refresh-metrics-token",
+            "cat > /etc/systemd/system/refresh-metrics-token.service <<'UNIT'",
+            "[Unit]",
+            "Description=Copy the app's /metrics token from Secrets Manager for Prometheus",
+            "[Service]",
+            "Type=oneshot",
+            "ExecStart=/usr/local/bin/refresh-metrics-token",
+            "UNIT",
+            "cat > /etc/systemd/system/refresh-metrics-token.timer <<'UNIT'",
+            "[Unit]",
+            "Description=Refresh the /metrics token every 5 minutes",
+            "[Timer]",
+            "OnBootSec=5min",
+            "OnUnitActiveSec=5min",
+            "[Install]",
+            "WantedBy=timers.target",
+            "UNIT",
+            "systemctl daemon-reload",
+            "systemctl enable --now refresh-metrics-token.timer",
             f"chown -R {NOBODY}:{NOBODY} /var/lib/prometheus /var/lib/alertmanager",
             *container_unit(
                 "alertmanager",

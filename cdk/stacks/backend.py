@@ -15,7 +15,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.functions import (
@@ -76,6 +76,7 @@ class BackendStack(Stack):
         )
         allow_replica_reads(self, config, self.security_group, "Lambda to the read replicas")
 
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="lambda",
@@ -86,6 +87,7 @@ class BackendStack(Stack):
             db_pool_size=1,
             db_max_overflow=0,
             public_base_url=None,  # the API function gets its own (the HTTP API's URL) below
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
             database_read_host=replica_read_host(self, config),
         )
         # API Gateway serves HTTPS only.
@@ -178,6 +180,7 @@ class BackendStack(Stack):
                 **common,
             )
             app_functions.append(self.api)
+            grant_metrics_token_read(self.metrics_token, self.api.function)
             self.http_api = HttpApi(
                 self,
                 "HttpApi",

@@ -9,7 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
-from cdk.app_environment import app_environment
+from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service, HttpsOptions, server_image_parameter_name
@@ -40,6 +40,7 @@ class Ec2ServiceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         ec2_cfg = config.ec2
         public_base_url = config.public_base_url
+        self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
             config,
             runtime="server",
@@ -50,6 +51,7 @@ class Ec2ServiceStack(Stack):
             db_pool_size=ec2_cfg.db_pool_size,
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
+            metrics_token_secret_arn=self.metrics_token.secret_arn,
             database_read_host=replica_read_host(self, config),
         )
         environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
@@ -76,11 +78,12 @@ class Ec2ServiceStack(Stack):
             node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
-        # The API, plus what the runbook's commands on the host need (`ops verify-s3-restore`).
+        # The API; the runbook's backup checks use the backup-verification role, not this one.
         storage.grant_app_access(role, access=API_ACCESS, principal_scope=role)
         # S3 refusing the app, as logged by the container: the monitoring stack's StorageRejected alarm.
         self.storage_rejected = count_storage_rejections(self.service.container_log_group, Duration.minutes(5))
         database.grant_secret_read(role)
+        grant_metrics_token_read(self.metrics_token, role)
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"
         )
@@ -91,8 +94,9 @@ class Ec2ServiceStack(Stack):
         publish(self, config, "ec2", "alb-full-name", svc.alb.load_balancer_full_name)
         publish(self, config, "ec2", "target-group-full-name", svc.target_group.target_group_full_name)
         publish(self, config, "ec2", "asg-name", svc.asg.auto_scaling_group_name)
-        # The monitoring host (-observability) scrapes the instances of this group.
+        # The monitoring host (-observability) scrapes these instances with this token.
         publish(self, config, "ec2", "instance-security-group", svc.instance_security_group.security_group_id)
+        publish(self, config, "ec2", "metrics-token-secret-arn", self.metrics_token.secret_arn)
 
         CfnOutput(self, "LoadBalancerDnsName", value=self.service.alb.load_balancer_dns_name)
         CfnOutput(self, "ServiceUrl", value=self.service.url)
@@ -101,7 +105,7 @@ class Ec2ServiceStack(Stack):
             self,
             "ServerImageParameter",
             value=self.service.image_parameter_name,
-            description="CI writes <repository-uri>@sha256:<digest> here; instances run it from their next boot",
+            description="CI writes the server image digest (sha256:...) here; instances run it from their next boot",
         )
         self._acknowledge()
 

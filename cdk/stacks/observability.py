@@ -45,4 +45,5 @@ class ObservabilityStack(Stack):
                 self, "AppInstances", read(self, config, "ec2", "instance-security-group")
             ),
             topic=topic,
+            metrics_token_secret_arn=read(self, config, "ec2", "metrics-token-secret-arn"),
         )

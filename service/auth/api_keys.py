@@ -41,6 +41,8 @@ def _hash(secret: str) -> str:
 def create_api_key(session: Session, *, owner: str, name: str) -> NewApiKey:
     if not valid_tenant(owner):
         raise ValueError("owner must be 1-128 characters: letters, digits and . _ @ + -, starting alphanumeric")
+    if owner.lower().startswith("jwt-"):
+        raise ValueError("owner must not start with 'jwt-': that namespace belongs to JWT tenants")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(owner=owner, name=name[:100], prefix=prefix, secret_hash=_hash(secret))

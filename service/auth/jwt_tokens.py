@@ -1,14 +1,20 @@
-"""OIDC bearer tokens (e.g. Cognito): signature checked against the issuer's JWKS with PyJWT."""
+"""OIDC bearer tokens (e.g. Cognito): signature checked against the issuer's JWKS with PyJWT.
+
+A token's tenant lives in a namespace of its own: ``jwt-`` and a digest of the issuer and the
+tenant claim (``sub`` by default). A token whose claim says ``alice`` is not the API-key owner
+``alice``, and two issuers' ``alice`` are two tenants. API-key owners cannot start with ``jwt-``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from datetime import UTC, datetime
 
 import jwt
 
-from service.auth.principal import Principal, valid_tenant
+from service.auth.principal import Principal
 from service.config import Settings
 
 log = logging.getLogger("service.auth")
@@ -23,6 +29,15 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
         with _lock:
             client = _clients.setdefault(url, jwt.PyJWKClient(url, cache_keys=True, lifespan=600, timeout=3))
     return client
+
+
+JWT_TENANT_PREFIX = "jwt-"
+
+
+def jwt_tenant(issuer: str, claim: str) -> str:
+    """The tenant of a token from ``issuer`` whose tenant claim is ``claim``."""
+    digest = hashlib.sha256(f"{issuer}\n{claim}".encode()).hexdigest()
+    return f"{JWT_TENANT_PREFIX}{digest[:40]}"
 
 
 def authenticate_jwt(token: str, settings: Settings) -> Principal | None:
@@ -42,14 +57,23 @@ def authenticate_jwt(token: str, settings: Settings) -> Principal | None:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_seconds,
-            options={"require": ["exp", "iss", "sub"], "verify_aud": settings.jwt_audience is not None},
+            # The audience is required (settings refuse JWT without one) and always verified.
+            options={"require": ["exp", "iat", "iss", "sub", "aud"], "verify_aud": True, "verify_iat": True},
         )
     except (jwt.PyJWTError, ValueError) as exc:
         log.info("jwt rejected: %s", type(exc).__name__)
         return None
-    tenant = claims.get(settings.jwt_tenant_claim)
-    if not isinstance(tenant, str) or not valid_tenant(tenant):
+    issued, expires = claims["iat"], claims["exp"]
+    if not isinstance(issued, int | float) or expires - issued > settings.jwt_max_lifetime_seconds:
+        log.info("jwt rejected: lifetime above JWT_MAX_LIFETIME_SECONDS (%s)", settings.jwt_max_lifetime_seconds)
+        return None
+    claim = claims.get(settings.jwt_tenant_claim)
+    if not isinstance(claim, str) or not claim or len(claim) > 1024:
         log.info("jwt rejected: tenant claim %r missing or invalid", settings.jwt_tenant_claim)
         return None
-    expires = datetime.fromtimestamp(int(claims["exp"]), tz=UTC)
-    return Principal(tenant=tenant, subject=str(claims["sub"]), method="jwt", expires_at=expires)
+    return Principal(
+        tenant=jwt_tenant(settings.jwt_issuer, claim),
+        subject=str(claims["sub"]),
+        method="jwt",
+        expires_at=datetime.fromtimestamp(int(expires), tz=UTC),  # a browser session ends with it
+    )

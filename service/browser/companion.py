@@ -28,6 +28,9 @@ from service.uploads import service as uploads
 # Fields Uppy keeps in every file's meta for itself; they are not the user's metadata.
 UPPY_META_FIELDS = frozenset({"size", "name", "type", "relativePath"})
 
+# What a file the browser could not name a type for is stored as (Uppy then sends an empty type).
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
 
 def declared_size(metadata: dict[str, Any]) -> int | None:
     raw = metadata.get("size")
@@ -47,7 +50,7 @@ def _upload_input(*, filename: str, content_type: str, metadata: dict[str, Any])
     try:
         return BrowserUpload(
             filename=filename,
-            content_type=content_type or "application/octet-stream",
+            content_type=content_type or DEFAULT_CONTENT_TYPE,
             size_bytes=declared_size(metadata),
             metadata=kept,
         )

@@ -1,18 +1,22 @@
-"""Routes for browsers: sign-in sessions, the page's configuration, Companion-style S3 signing."""
-
-from __future__ import annotations
+"""Routes for browsers: sign-in sessions, the page's configuration, Companion-style S3 signing.
+(No ``from __future__ import annotations``: the Uppy create routes are defined inside
+``build_uppy_create_router`` and annotated with its local types.)"""
 
 import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from service.browser import companion, sessions
 from service.browser.sessions import require_origin_proof
-from service.config import S3_MAX_PARTS, S3_MIN_PART_BYTES
+from service.config import S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
 from service.deps import CallerDep, SessionDep, SettingsDep
-from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized
+from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized, describe_pattern, pattern_meaning
+from service.recordings.schemas import FILENAME_PATTERN, allowed_content_type_pattern
+from service.recordings.schemas import Metadata as BrowserMetadata
+from service.recordings.service import content_type_allowed
+from service.uploads.service import PART_NUMBERS_PATTERN
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 _METADATA_PARAM = re.compile(r"^metadata\[([^\]]{1,100})\]$")
@@ -99,23 +103,6 @@ class PresignedPost(BaseModel):
     expires: int
 
 
-class CreateMultipart(BaseModel):
-    """What ``@uppy/aws-s3`` sends to start a multipart upload. No size and no part plan: the
-    client chooses its part size (5 MiB to 5 GiB, the last part smaller, at most 10,000 parts)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    filename: Annotated[str, Field(min_length=1, max_length=1024)]
-    type: Annotated[str, Field(max_length=255)] = ""
-    metadata: Annotated[
-        dict[str, Any],
-        Field(
-            description="the file's meta; an optional `size` (bytes) pins the recording's size, the rest "
-            "(except Uppy's `name`, `type`, `relativePath`) becomes the recording's metadata",
-        ),
-    ] = Field(default_factory=dict)
-
-
 class MultipartCreated(BaseModel):
     key: str
     uploadId: str
@@ -156,67 +143,13 @@ class Completed(BaseModel):
     bucket: str
 
 
-KeyQuery = Annotated[str, Query(min_length=1, max_length=512)]
-
-
-@s3_router.get("/params", response_model=PresignedPost, dependencies=[Depends(require_origin_proof)])
-def sign_single_upload(
-    request: Request,
-    caller: CallerDep,
-    filename: Annotated[str, Query(min_length=1, max_length=1024, description="the file's name (kept as is)")],
-    type: Annotated[str, Query(max_length=255, description="the file's media type")] = "",
-    size: Annotated[
-        int | None,
-        Query(
-            alias="metadata[size]",
-            ge=1,
-            description="optional: the file size in bytes, pinned in the policy. Without it the policy "
-            "allows 1 byte up to the largest upload and the recording takes the uploaded object's size.",
-        ),
-    ] = None,
-) -> dict[str, Any]:
-    """Create a recording and a presigned POST for its bytes (one request, up to 5 GiB).
-
-    Other ``metadata[<name>]`` parameters become the recording's metadata (Uppy's own ``name``
-    and ``type`` are left out). With a session cookie this changes data, so it needs proof of
-    origin like any other change: ``Origin`` of an allowed origin, or ``Sec-Fetch-Site: same-origin``.
-    """
-    metadata = {
-        match.group(1): value
-        for name, value in request.query_params.multi_items()
-        if (match := _METADATA_PARAM.match(name))
-    }
-    if size is not None:
-        metadata["size"] = size
-    with caller.connection() as connection:
-        return companion.create_single(
-            connection=connection,
-            storage=caller.storage,
-            settings=caller.settings,
-            principal=caller.principal,
-            filename=filename,
-            content_type=type,
-            metadata=metadata,
-        )
-
-
-@s3_router.post("/multipart", response_model=MultipartCreated)
-def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
-    """Create a recording and open its multipart upload; sign parts with ``GET .../{partNumber}``."""
-    with caller.connection() as connection:
-        return companion.create_multipart(
-            connection=connection,
-            storage=caller.storage,
-            settings=caller.settings,
-            principal=caller.principal,
-            filename=data.filename,
-            content_type=data.type,
-            metadata=data.metadata,
-        )
+# PostgreSQL text cannot hold NUL: the schema says so rather than the database refusing it.
+KeyQuery = Annotated[str, Query(min_length=1, max_length=512, pattern=r"^[^\x00]+$")]
+UploadId = Annotated[str, Path(max_length=1024, pattern=r"^[^\x00]+$")]
 
 
 @s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
-def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
+def list_uploaded_parts(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
     """The parts S3 holds already (Uppy resumes from these)."""
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
@@ -225,9 +158,9 @@ def list_uploaded_parts(upload_id: str, key: KeyQuery, caller: CallerDep) -> lis
 
 @s3_router.get("/multipart/{upload_id}/batch", response_model=SignedBatch)
 def sign_part_batch(
-    upload_id: str,
+    upload_id: UploadId,
     key: KeyQuery,
-    part_numbers: Annotated[str, Query(alias="partNumbers", min_length=1, max_length=1000)],
+    part_numbers: Annotated[str, Query(alias="partNumbers", pattern=PART_NUMBERS_PATTERN, max_length=1000)],
     caller: CallerDep,
 ) -> SignedBatch:
     with caller.session() as session:
@@ -240,9 +173,10 @@ def sign_part_batch(
     return SignedBatch(presignedUrls=urls)
 
 
-@s3_router.get("/multipart/{upload_id}/{part_number}", response_model=SignedPart)
+# ":int": only digits route here, so ".../complete" is not taken for a part number.
+@s3_router.get("/multipart/{upload_id}/{part_number:int}", response_model=SignedPart)
 def sign_part(
-    upload_id: str,
+    upload_id: UploadId,
     part_number: Annotated[int, Path(ge=1, le=S3_MAX_PARTS)],
     key: KeyQuery,
     caller: CallerDep,
@@ -255,7 +189,7 @@ def sign_part(
 
 @s3_router.post("/multipart/{upload_id}/complete", response_model=Completed)
 def complete_multipart_upload(
-    upload_id: str,
+    upload_id: UploadId,
     key: KeyQuery,
     caller: CallerDep,
     body: Annotated[CompleteMultipart, Body()],
@@ -271,8 +205,109 @@ def complete_multipart_upload(
 
 
 @s3_router.delete("/multipart/{upload_id}")
-def abort_multipart_upload(upload_id: str, key: KeyQuery, caller: CallerDep) -> dict[str, Any]:
+def abort_multipart_upload(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> dict[str, Any]:
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
         companion.abort(session=session, storage=caller.storage, recording=recording)
     return {}
+
+
+def build_uppy_create_router(settings: Settings) -> APIRouter:
+    """The two Uppy routes that create a recording, built per application: their schemas state
+    that deployment's limits (file name length, allowed media types, largest upload), as
+    ``POST /v1/recordings`` does, so a request the schema allows is one the service accepts."""
+    router = APIRouter(prefix=s3_router.prefix, tags=s3_router.tags, responses=s3_router.responses)
+    filename_pattern = FILENAME_PATTERN
+    types = allowed_content_type_pattern(tuple(settings.allowed_content_types))
+    if content_type_allowed(companion.DEFAULT_CONTENT_TYPE, settings.allowed_content_types):
+        # Uppy sends an empty type for files the browser cannot name; they are stored as
+        # application/octet-stream, which this deployment allows.
+        types = describe_pattern(f"^(?:|{types[1:-1]})$", "empty, or " + pattern_meaning(types))
+    Filename = Annotated[
+        str, StringConstraints(min_length=1, max_length=settings.max_filename_length, pattern=filename_pattern)
+    ]
+    MediaType = Annotated[str, StringConstraints(max_length=255, pattern=types)]
+
+    CreateMultipart = create_model(
+        "CreateMultipart",
+        __config__=ConfigDict(extra="ignore"),
+        __doc__="What ``@uppy/aws-s3`` sends to start a multipart upload. No size and no part plan: the "
+        "client chooses its part size (5 MiB to 5 GiB, the last part smaller, at most 10,000 parts).",
+        filename=(Filename, ...),
+        type=(MediaType, ""),
+        metadata=(
+            Annotated[
+                BrowserMetadata,
+                Field(
+                    description="the file's meta; an optional `size` (bytes) pins the recording's size, the "
+                    "rest (except Uppy's `name`, `type`, `relativePath`) becomes the recording's metadata",
+                ),
+            ],
+            Field(default_factory=dict),
+        ),
+    )
+
+    @router.get("/params", response_model=PresignedPost, dependencies=[Depends(require_origin_proof)])
+    def sign_single_upload(
+        request: Request,
+        caller: CallerDep,
+        filename: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=settings.max_filename_length,
+                pattern=filename_pattern,
+                description="the file's name (kept as is)",
+            ),
+        ],
+        type: Annotated[str, Query(max_length=255, pattern=types, description="the file's media type")] = "",
+        size: Annotated[
+            int | None,
+            Query(
+                alias="metadata[size]",
+                ge=1,
+                le=min(settings.max_upload_bytes, S3_MAX_PART_BYTES),
+                description="optional: the file size in bytes, pinned in the policy. Without it the policy "
+                "allows 1 byte up to the largest upload and the recording takes the uploaded object's size.",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Create a recording and a presigned POST for its bytes (one request, up to 5 GiB).
+
+        Other ``metadata[<name>]`` parameters become the recording's metadata (Uppy's own ``name``
+        and ``type`` are left out). With a session cookie this changes data, so it needs proof of
+        origin like any other change: ``Origin`` of an allowed origin, or ``Sec-Fetch-Site: same-origin``.
+        """
+        metadata = {
+            match.group(1): value
+            for name, value in request.query_params.multi_items()
+            if (match := _METADATA_PARAM.match(name))
+        }
+        if size is not None:
+            metadata["size"] = size
+        with caller.connection() as connection:
+            return companion.create_single(
+                connection=connection,
+                storage=caller.storage,
+                settings=caller.settings,
+                principal=caller.principal,
+                filename=filename,
+                content_type=type,
+                metadata=metadata,
+            )
+
+    @router.post("/multipart", response_model=MultipartCreated)
+    def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Create a recording and open its multipart upload; sign parts with ``GET .../{partNumber}``."""
+        with caller.connection() as connection:
+            return companion.create_multipart(
+                connection=connection,
+                storage=caller.storage,
+                settings=caller.settings,
+                principal=caller.principal,
+                filename=data.filename,
+                content_type=data.type,
+                metadata=data.metadata,
+            )
+
+    return router

@@ -1,4 +1,6 @@
-from __future__ import annotations
+"""The recordings routes. Built per application: the create request's schema states the limits of
+that deployment's settings. (No ``from __future__ import annotations``: the routes are defined
+inside ``build_router`` and annotated with its local request model.)"""
 
 import uuid
 from typing import Annotated
@@ -7,138 +9,156 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from service.config import Settings
 from service.deps import CallerDep
-from service.errors import PROBLEM_JSON
+from service.errors import PROBLEM_JSON, NotFound
 from service.read_routing import PrimaryNeeded, routed_read
 from service.recordings import service
 from service.recordings.models import Recording, Status
 from service.recordings.schemas import (
     CreatedRecording,
+    Cursor,
     DownloadLink,
-    RecordingCreate,
     RecordingOut,
     RecordingPage,
     RecordingUpdate,
+    recording_create_model,
 )
 from service.responses import model_response
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
-router = APIRouter(
-    prefix="/v1/recordings",
-    tags=["recordings"],
-    responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
-)
-
-RecordingId = Annotated[uuid.UUID, "recording id"]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
-def create_recording(data: RecordingCreate, caller: CallerDep) -> Response:
-    """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
-    with caller.connection() as connection:
-        created = service.create_recording(
-            connection=connection,
-            storage=caller.storage,
-            settings=caller.settings,
-            principal=caller.principal,
-            data=data,
-        )
-    return model_response(created, status_code=status.HTTP_201_CREATED)
+def build_router(settings: Settings) -> APIRouter:
+    """The /v1/recordings routes for an application with these settings."""
+    RecordingCreate = recording_create_model(
+        max_filename_length=settings.max_filename_length,
+        max_upload_bytes=settings.max_upload_bytes,
+        allowed_content_types=tuple(settings.allowed_content_types),
+        multipart_threshold_bytes=settings.multipart_threshold_bytes,
+    )
+    router = APIRouter(
+        prefix="/v1/recordings",
+        tags=["recordings"],
+        responses={401: PROBLEM, 404: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    )
+
+    @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedRecording, responses={409: PROBLEM})
+    def create_recording(data: RecordingCreate, caller: CallerDep) -> Response:
+        """Create a recording and get the presigned upload for its bytes (POST form or multipart)."""
+        with caller.connection() as connection:
+            created = service.create_recording(
+                connection=connection,
+                storage=caller.storage,
+                settings=caller.settings,
+                principal=caller.principal,
+                data=data,
+            )
+        return model_response(created, status_code=status.HTTP_201_CREATED)
+
+    @router.get("", response_model=RecordingPage)
+    def list_recordings(
+        caller: CallerDep,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[Cursor | None, Query(description="next_cursor from the previous page")] = None,
+        status_filter: Annotated[Status | None, Query(alias="status")] = None,
+    ) -> Response:
+        """The caller's recordings, newest first (deleted ones only with `status=deleted`).
+
+        Read from the read replica when one is configured and within the lag limit."""
+
+        def page(session: Session, on_replica: bool) -> RecordingPage:
+            rows, next_cursor = service.list_recordings(
+                session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
+            )
+            if on_replica and any(service.may_need_repair(row) for row in rows):
+                raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
+            service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
+            return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+
+        return model_response(routed_read(caller.settings, page))
+
+    @router.get("/{recording_id}", response_model=RecordingOut)
+    def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+        with caller.connection() as connection:
+            row = service.owned_row(connection, principal=caller.principal, recording_id=recording_id)
+        if row.status == Status.DELETED.value:
+            # Deleted is gone for reads (HTTP: a DELETE removes the resource); it stays listable
+            # with ?status=deleted and restorable with POST .../restore.
+            raise NotFound(
+                "This recording was deleted; list it with ?status=deleted and bring it back with "
+                f"POST /v1/recordings/{recording_id}/restore."
+            )
+        if not service.may_need_repair(row):
+            return model_response(service.row_to_out(row))
+        with caller.session() as session:
+            found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+            service.repair_pending(session, caller.storage, [found], max_bytes=caller.settings.max_upload_bytes)
+            return model_response(service.to_out(found))
+
+    @router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
+    def update_recording(recording_id: uuid.UUID, data: RecordingUpdate, caller: CallerDep) -> Response:
+        """Change the title and/or metadata; every other field is read-only."""
+        with caller.session() as session:
+            recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+            updated = service.to_out(
+                service.update_recording(session=session, settings=caller.settings, recording=recording, data=data)
+            )
+        return model_response(updated)
+
+    @router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+    def delete_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+        with caller.session() as session:
+            recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+            service.delete_recording(session=session, storage=caller.storage, recording=recording)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/{recording_id}/restore", response_model=RecordingOut, responses={409: PROBLEM})
+    def restore_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+        """Bring back a deleted recording while its version is within the retention window."""
+        with caller.session() as session:
+            recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+            restored = service.restore_recording(
+                session=session, storage=caller.storage, settings=caller.settings, recording=recording
+            )
+            out = service.to_out(restored)
+        return model_response(out)
+
+    @router.get(
+        "/{recording_id}/download",
+        response_model=DownloadLink,
+        responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
+    )
+    def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
+        """A presigned GET for an available recording; read from the read replica when one is
+        configured, from the primary when the replica has not seen it become available."""
+        recording = routed_read(caller.settings, _downloadable(caller, recording_id))
+        url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
+        if redirect:
+            return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+        return model_response(DownloadLink(url=url, expires_at=expires))
+
+    @router.get("/{recording_id}/play", response_model=DownloadLink, responses={409: PROBLEM})
+    def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
+        """A short-lived presigned GET for playing an audio or video recording in the page: served
+        ``inline`` with the verified media type (anything else is 409; download it instead)."""
+        recording = routed_read(caller.settings, _downloadable(caller, recording_id))
+        url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
+        return model_response(DownloadLink(url=url, expires_at=expires))
+
+    return router
 
 
-@router.get("", response_model=RecordingPage)
-def list_recordings(
-    caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    status_filter: Annotated[Status | None, Query(alias="status")] = None,
-) -> Response:
-    """The caller's recordings, newest first (deleted ones only with `status=deleted`).
+def _downloadable(caller, recording_id: uuid.UUID):
+    """The routed read behind download and play: the replica answers only for a recording it has
+    ``available``; anything else (not there yet, just completed, restored or verified, pending
+    bytes to verify) is read, and repaired, on the primary."""
 
-    Read from the read replica when one is configured and within the lag limit."""
-
-    def page(session: Session, on_replica: bool) -> RecordingPage:
-        rows, next_cursor = service.list_recordings(
-            session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
-        )
-        if on_replica and any(service.may_need_repair(row) for row in rows):
-            raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
-        service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
-        return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
-
-    return model_response(routed_read(caller.settings, page))
-
-
-@router.get("/{recording_id}", response_model=RecordingOut)
-def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
-    with caller.connection() as connection:
-        row = service.owned_row(connection, principal=caller.principal, recording_id=recording_id)
-    if not service.may_need_repair(row):
-        return model_response(service.row_to_out(row))
-    with caller.session() as session:
-        found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.repair_pending(session, caller.storage, [found], max_bytes=caller.settings.max_upload_bytes)
-        return model_response(service.to_out(found))
-
-
-@router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
-def update_recording(recording_id: uuid.UUID, data: RecordingUpdate, caller: CallerDep) -> Response:
-    """Change the title and/or metadata; every other field is read-only."""
-    with caller.session() as session:
-        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        updated = service.to_out(service.update_recording(session=session, recording=recording, data=data))
-    return model_response(updated)
-
-
-@router.delete("/{recording_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-def delete_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
-    with caller.session() as session:
-        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.delete_recording(session=session, storage=caller.storage, recording=recording)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.post("/{recording_id}/restore", response_model=RecordingOut, responses={409: PROBLEM})
-def restore_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
-    """Bring back a deleted recording while its version is within the retention window."""
-    with caller.session() as session:
-        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        restored = service.restore_recording(
-            session=session, storage=caller.storage, settings=caller.settings, recording=recording
-        )
-        out = service.to_out(restored)
-    return model_response(out)
-
-
-@router.get(
-    "/{recording_id}/download",
-    response_model=DownloadLink,
-    responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
-)
-def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
-    """A presigned GET for an available recording; read from the read replica when one is
-    configured, from the primary when the replica has not seen the recording become available."""
-
-    def downloadable(session: Session, on_replica: bool) -> Recording:
+    def read(session: Session, on_replica: bool) -> Recording:
         recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
         if on_replica and recording.status != Status.AVAILABLE.value:
-            raise PrimaryNeeded  # just completed, restored or verified: the primary knows
+            raise PrimaryNeeded
         service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
         return recording
 
-    recording = routed_read(caller.settings, downloadable)
-    url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
-    if redirect:
-        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-    return model_response(DownloadLink(url=url, expires_at=expires))
-
-
-@router.get("/{recording_id}/play", response_model=DownloadLink, responses={409: PROBLEM})
-def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
-    """A short-lived presigned GET for playing an audio or video recording in the page: served
-    ``inline`` with the verified media type (anything else is 409; download it instead)."""
-    with caller.session() as session:
-        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
-    url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
-    return model_response(DownloadLink(url=url, expires_at=expires))
+    return read

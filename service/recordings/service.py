@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fnmatch
-import json
+import logging
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -21,6 +20,7 @@ from service.config import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, Settings
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.recordings.models import Recording, Status, UploadMethod
 from service.recordings.schemas import (
+    CURSOR_PATTERN,
     BrowserUpload,
     CreatedRecording,
     MultipartUpload,
@@ -28,10 +28,14 @@ from service.recordings.schemas import (
     RecordingCreate,
     RecordingOut,
     RecordingUpdate,
+    metadata_bytes,
+    stored_metadata_is_servable,
 )
 from service.storage import Storage, expires_at
 from service.timeutil import as_utc, utcnow
 from service.uploads import service as uploads
+
+log = logging.getLogger("service.recordings")
 
 
 def to_out(recording: Recording) -> RecordingOut:
@@ -44,6 +48,11 @@ def row_to_out(row: Row | SimpleNamespace) -> RecordingOut:
 
 
 def _out(source: Recording | Row | SimpleNamespace, key: str, metadata: dict) -> RecordingOut:
+    if not stored_metadata_is_servable(metadata):
+        # Stored before the metadata limits existed and too deep to serialize: the recording
+        # stays readable (and its metadata replaceable with PATCH) rather than failing every read.
+        log.warning("recording %s: stored metadata cannot be served; answering {}", source.id)
+        metadata = {}
     return RecordingOut(
         id=source.id,
         title=source.title,
@@ -190,6 +199,7 @@ def open_upload(
             f"content_type {data.content_type!r} is not allowed; allowed: {', '.join(settings.allowed_content_types)}.",
             slug="content-type-not-allowed",
         )
+    check_metadata_size(data.metadata, settings)
     limits.enforce_pending_cap(connection, settings, principal.tenant)
     recording_id = uuid.uuid4()
     key = uploads.s3_key_for(principal.tenant, recording_id)
@@ -237,10 +247,9 @@ def open_upload(
         )
         opened = OpenedUpload(url=post["url"], fields=post["fields"])
     try:
-        connection.execute(_INSERT, row)
-        connection.commit()
+        with limits.pending_slot(connection, settings, principal.tenant):
+            connection.execute(_INSERT, row)
     except Exception:
-        connection.rollback()
         if row["upload_id"]:
             storage.abort_multipart(key=key, upload_id=row["upload_id"])
         raise
@@ -251,20 +260,23 @@ def open_upload(
 # Listing with keyset pagination ---------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def encode_cursor(recording: Recording) -> str:
-    payload = json.dumps([as_utc(recording.created_at).isoformat(), str(recording.id)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    """The keyset position after ``recording``: its creation time in microseconds, and its id."""
+    micros = (as_utc(recording.created_at) - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{recording.id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, recording_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(recording_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidRequest(
-            "cursor is not valid; use next_cursor from a previous page.", slug="invalid-cursor"
-        ) from None
+    """The position a cursor names; anything not of the issued shape is a 422 (the query schema
+    states the same pattern)."""
+    if not _CURSOR.fullmatch(cursor):
+        raise InvalidRequest("cursor is not valid; use next_cursor from a previous page.", slug="invalid-cursor")
+    micros, recording_id = cursor.split(".")
+    return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=recording_id)
 
 
 def list_recordings(
@@ -288,7 +300,17 @@ def list_recordings(
 # Changes --------------------------------------------------------------------------------------
 
 
-def update_recording(*, session: Session, recording: Recording, data: RecordingUpdate) -> Recording:
+def check_metadata_size(metadata: dict, settings: Settings) -> None:
+    """MAX_METADATA_BYTES, when a deployment sets it below the schema's 16 KiB bound."""
+    size = metadata_bytes(metadata)
+    if size > settings.max_metadata_bytes:
+        raise InvalidRequest(
+            f"metadata must be at most {settings.max_metadata_bytes} bytes as JSON, got {size}.",
+            slug="metadata-too-large",
+        )
+
+
+def update_recording(*, session: Session, settings: Settings, recording: Recording, data: RecordingUpdate) -> Recording:
     if recording.status == Status.DELETED.value:
         raise Conflict("A deleted recording cannot be changed; restore it first.")
     changes = data.model_dump(exclude_unset=True)
@@ -297,6 +319,7 @@ def update_recording(*, session: Session, recording: Recording, data: RecordingU
     if "metadata" in changes:
         if changes["metadata"] is None:
             raise InvalidRequest("metadata must be an object; send {} to clear it.")
+        check_metadata_size(changes["metadata"], settings)
         recording.metadata_ = changes["metadata"]
     if changes:
         recording.updated_at = utcnow()

@@ -15,6 +15,7 @@ from service.responses import model_response
 from service.storage import expires_at
 from service.timeutil import utcnow
 from service.uploads import service
+from service.uploads.service import MAX_PART_URLS_PER_BATCH, PART_NUMBERS_PATTERN
 
 PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 router = APIRouter(
@@ -66,7 +67,15 @@ def parse_part_numbers(raw: str) -> list[int]:
 def sign_parts(
     recording_id: uuid.UUID,
     caller: CallerDep,
-    part_numbers: Annotated[str, Query(min_length=1, max_length=1000, examples=["1,2,3"])],
+    part_numbers: Annotated[
+        str,
+        Query(
+            pattern=PART_NUMBERS_PATTERN,
+            max_length=1000,
+            examples=["1,2,3"],
+            description=f"Comma-separated part numbers (1-10000), at most {MAX_PART_URLS_PER_BATCH}.",
+        ),
+    ],
 ) -> Response:
     """Presigned PUT URLs for up to 100 parts of a multipart upload."""
     numbers = parse_part_numbers(part_numbers)

@@ -28,6 +28,9 @@ log = logging.getLogger("service.uploads")
 
 MiB = 1024 * 1024
 MAX_PART_URLS_PER_BATCH = 100
+_PART_NUMBER = r"(?:[1-9][0-9]{0,3}|10000)"
+# Comma-separated part numbers (1-10000), at most MAX_PART_URLS_PER_BATCH of them.
+PART_NUMBERS_PATTERN = rf"^{_PART_NUMBER}(?:,{_PART_NUMBER}){{0,{MAX_PART_URLS_PER_BATCH - 1}}}$"
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,17 @@ def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[
         raise InvalidRequest("Name at least one part number.", slug="invalid-part-number")
     if len(part_numbers) > MAX_PART_URLS_PER_BATCH:
         raise InvalidRequest(f"At most {MAX_PART_URLS_PER_BATCH} part URLs per request.", slug="invalid-part-number")
-    # A planned upload has its part count; a browser's own plan may use any of S3's part numbers.
-    highest = recording.part_count or S3_MAX_PARTS
-    out_of_range = [n for n in part_numbers if not 1 <= n <= highest]
-    if out_of_range:
+    malformed = [n for n in part_numbers if not 1 <= n <= S3_MAX_PARTS]
+    if malformed:
         raise InvalidRequest(
-            f"Part numbers must be between 1 and {highest}; got {out_of_range[:5]}.",
+            f"Part numbers must be between 1 and {S3_MAX_PARTS}; got {malformed[:5]}.", slug="invalid-part-number"
+        )
+    # A planned upload has its part count; a browser's own plan may use any of S3's part numbers.
+    out_of_range = [n for n in part_numbers if recording.part_count and n > recording.part_count]
+    if out_of_range:
+        # 409: any part number 1-10000 is well formed; this upload's plan has fewer parts.
+        raise Conflict(
+            f"Part numbers must be between 1 and {recording.part_count}; got {out_of_range[:5]}.",
             slug="invalid-part-number",
         )
     return {
@@ -205,7 +213,8 @@ def complete_upload(
         info = inspect_object(storage=storage, recording=recording)
         recording = finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
     if recording.status == Status.FAILED.value:
-        raise InvalidRequest(
+        # 409, not 422: the request was well formed; what S3 holds conflicts with the declaration.
+        raise Conflict(
             f"Upload verification failed: {recording.failure_reason}",
             slug="verification-failed",
             recording_id=str(recording.id),
@@ -227,31 +236,33 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
     if parts is not None:
         given = {int(p["part_number"]): normalize_etag(p["etag"]) for p in parts}
         count = planned or len(given)
+        # 409 for every check against what S3 holds: the request is well formed, the upload is not
+        # in a state to complete.
         if len(given) != len(parts) or sorted(given) != list(range(1, count + 1)):
-            raise InvalidRequest(f"List every part from 1 to {count} exactly once.", slug="invalid-parts")
+            raise Conflict(f"List every part from 1 to {count} exactly once.", slug="invalid-parts")
         wrong = [n for n, etag in given.items() if n not in uploaded or uploaded[n][0] != etag]
         if wrong:
-            raise InvalidRequest(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
+            raise Conflict(f"Parts {wrong[:10]} were not uploaded or their ETags differ.", slug="invalid-parts")
     else:
         count = planned or max(uploaded, default=0)
     expected = range(1, count + 1)
     missing = [n for n in expected if n not in uploaded]
     if missing or not count:
-        raise InvalidRequest(
+        raise Conflict(
             f"{len(missing)} of {count} parts are not uploaded yet (first missing: {missing[:10]}).",
             slug="parts-missing",
             missing_parts=missing[:100],
         )
     small = [n for n in expected[:-1] if uploaded[n][1] < S3_MIN_PART_BYTES]
     if small:
-        raise InvalidRequest(
+        raise Conflict(
             f"Every part but the last must be at least {S3_MIN_PART_BYTES} bytes; parts {small[:10]} are smaller.",
             slug="invalid-parts",
         )
     total = sum(uploaded[n][1] for n in expected)
     if planned is None and recording.size_bytes is not None and total != recording.size_bytes:
         # The client chose the parts: one may still be missing. Nothing changes, it can add it.
-        raise InvalidRequest(
+        raise Conflict(
             f"The parts add up to {total} bytes, not the declared {recording.size_bytes}.", slug="invalid-parts"
         )
     if recording.size_bytes is None and total > max_bytes:
@@ -267,7 +278,7 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge"):
-            raise InvalidRequest(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
+            raise Conflict(f"S3 rejected the parts: {code}.", slug="invalid-parts") from exc
         raise
     return None
 

@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.auth.api_keys import revoke_api_key
+from service.auth.jwt_tokens import jwt_tenant
 from service.db import session_scope
 from service.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, new_tenant
 
 ISSUER = "https://issuer.test/pool"
 AUDIENCE = "recordings-api"
@@ -119,7 +120,36 @@ def test_valid_jwt_acts_for_the_tenant_claim(jwt_client, signing_keys):
         headers={"Authorization": f"Bearer {token}"},
     )
     assert created.status_code == 201, created.text
-    assert created.json()["recording"]["key"].startswith("acme/")
+    assert created.json()["recording"]["key"].startswith(f"{jwt_tenant(ISSUER, 'acme')}/")
+
+
+def test_a_jwt_tenant_never_reads_the_api_key_owner_of_the_same_name(jwt_client, signing_keys, settings):
+    # GIVEN the API-key owner "acme" has a recording
+    acme_key = new_tenant(settings, "acme")
+    mine = jwt_client.post(
+        "/v1/recordings",
+        json={"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 5},
+        headers=acme_key.headers,
+    ).json()["recording"]
+    # WHEN a token whose tenant claim is "acme" lists and reads
+    token = {"Authorization": f"Bearer {_token(signing_keys)}"}
+    listed = jwt_client.get("/v1/recordings", headers=token)
+    read = jwt_client.get(f"/v1/recordings/{mine['id']}", headers=token)
+    # THEN it sees nothing of the API-key owner's
+    assert listed.status_code == 200
+    assert all(not item["key"].startswith("acme/") for item in listed.json()["items"])
+    assert mine["id"] not in {item["id"] for item in listed.json()["items"]}
+    assert read.status_code == 404
+
+
+def test_api_keys_cannot_be_made_for_the_jwt_namespace(settings):
+    with pytest.raises(ValueError, match="jwt-"):
+        new_tenant(settings, jwt_tenant(ISSUER, "acme"))
+
+
+def test_jwt_needs_an_audience(migrated, s3_endpoint, jwks_url):
+    with pytest.raises(ValueError, match="JWT_AUDIENCE"):
+        make_settings(migrated, s3_endpoint, jwt_issuer=ISSUER, jwt_jwks_url=jwks_url)
 
 
 def _public_pem(signing_keys):
@@ -147,6 +177,9 @@ def _unsigned(claims_token: str) -> str:
         "hs256-with-public-key",
         "unknown-kid",
         "missing-tenant",
+        "missing-audience",
+        "missing-issued-at",
+        "lifetime-above-maximum",
         "garbage",
     ],
 )
@@ -176,6 +209,12 @@ def test_invalid_jwts_are_401(jwt_client, signing_keys, case):
         token = _token(signing_keys, kid="k2")
     elif case == "missing-tenant":
         token = _token(signing_keys, **{"custom:tenant": None})
+    elif case == "missing-audience":
+        token = _token(signing_keys, aud=None)
+    elif case == "missing-issued-at":
+        token = _token(signing_keys, iat=None)
+    elif case == "lifetime-above-maximum":  # the default maximum is one hour
+        token = _token(signing_keys, iat=now - 60, exp=now + 3600)
     else:
         token = "not.a.jwt"
     response = jwt_client.get("/v1/recordings", headers={"Authorization": f"Bearer {token}"})

@@ -84,7 +84,7 @@ def test_declared_checksum_is_verified(client, alice, s3, settings):
     bad = create(client, alice, size=len(data), checksum_sha256=sha256_b64(data))
     post_form(bad["upload"], other)
     response = complete(client, alice, bad["recording"]["id"])
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["type"] == "/problems/verification-failed"
     assert "checksum" in response.json()["detail"]
     versions = s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=bad["recording"]["key"])
@@ -95,7 +95,7 @@ def test_wrong_size_fails_and_removes_the_object(client, alice, s3, settings):
     created = create(client, alice, size=1000)
     post_form(created["upload"], payload(999))
     response = complete(client, alice, created["recording"]["id"])
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "999" in response.json()["detail"]
     recording = client.get(f"/v1/recordings/{created['recording']['id']}", headers=alice.headers).json()
     assert recording["status"] == "failed"
@@ -109,7 +109,7 @@ def test_wrong_content_type_fails_and_removes_the_object(client, alice, s3, sett
         Bucket=settings.s3_bucket, Key=created["recording"]["key"], Body=payload(100), ContentType="text/html"
     )
     response = complete(client, alice, created["recording"]["id"])
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "content type" in response.json()["detail"]
     assert not s3.list_object_versions(Bucket=settings.s3_bucket, Prefix=created["recording"]["key"]).get("Versions")
 
@@ -117,7 +117,7 @@ def test_wrong_content_type_fails_and_removes_the_object(client, alice, s3, sett
 def test_missing_object_fails(client, alice):
     created = create(client, alice, size=100)
     response = complete(client, alice, created["recording"]["id"])
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert client.get(f"/v1/recordings/{created['recording']['id']}", headers=alice.headers).json()["status"] == (
         "failed"

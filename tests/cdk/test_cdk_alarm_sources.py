@@ -236,6 +236,15 @@ def _why_unfed(sources: Sources, stack: str, metric: dict) -> str | None:
             if not sources.instance_roles_may("ec2:DescribeTags"):
                 return "the agent cannot read the group's name without ec2:DescribeTags"
         return None
+    for template in sources.templates.values():  # a metric filter counting log lines
+        for res in template["Resources"].values():
+            if res["Type"] != "AWS::Logs::MetricFilter":
+                continue
+            for transformation in res["Properties"]["MetricTransformations"]:
+                if (transformation["MetricNamespace"], transformation["MetricName"]) == (namespace, name):
+                    filter_dims = {d["Key"] for d in transformation.get("Dimensions", [])}
+                    if set(dims) == filter_dims:
+                        return None
     emf_namespace, emf_service, emf_names = _emf_metrics()
     namespaces = {env.get("POWERTOOLS_METRICS_NAMESPACE", emf_namespace) for env in sources.lambda_environments()}
     if namespace in namespaces:

@@ -23,6 +23,8 @@ def _one(resources: dict[str, dict]) -> dict:
 
 def _token(value) -> str:
     """A CloudFormation intrinsic as quote-free text, e.g. <Ref:Foo> or <GetAtt:Vpc.CidrBlock>."""
+    if not isinstance(value, dict):  # an index, as in Fn::Select
+        return str(value)
     (fn, arg), *_ = value.items()
     if isinstance(arg, list):
         arg = ".".join(a if isinstance(a, str) else _token(a) for a in arg)

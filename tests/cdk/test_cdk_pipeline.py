@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.backup import CANARY_PREFIX, temp_instance_id
-from tests.cdk.conftest import Synthesized
+from tests.cdk.conftest import DEPLOY_CONTEXT, Synthesized
 
 REPOSITORY = "recordings-service/recordings-service"
 DIGEST = "sha256:" + "c" * 64
@@ -133,7 +133,8 @@ def prod_with_image(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     from app import create_app
 
     outdir = tmp_path_factory.mktemp("cdk-prod-image")
-    deployment = create_app(context={"env": "prod", "lambda_image_digest": DIGEST}, outdir=str(outdir))
+    context = {"env": "prod", **DEPLOY_CONTEXT["prod"], "lambda_image_digest": DIGEST}
+    deployment = create_app(context=context, outdir=str(outdir))
     deployment.app.synth()
     return Synthesized("prod", deployment, outdir, 0.0)
 

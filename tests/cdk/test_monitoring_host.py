@@ -182,10 +182,15 @@ def test_user_data_runs_the_pinned_containers_on_loopback_with_secrets_from_secr
         "systemctl enable --now alertmanager.service",
     ):
         assert needle in script, needle
-    # Secrets are read at boot, with tracing off, and never written into the template.
+    # Secrets are read at boot (the Grafana password with tracing off) and never written into
+    # the template; the metrics token is copied again every 5 minutes.
     secrets_part = script[script.index("set +x") : script.index("set -x\n", script.index("set +x"))]
-    assert secrets_part.count("aws secretsmanager get-secret-value") == 2
+    assert secrets_part.count("aws secretsmanager get-secret-value") == 1
     assert "GF_SECURITY_ADMIN_PASSWORD=%s" in secrets_part
+    refresh = _heredoc(script, "REFRESH")
+    assert "aws secretsmanager get-secret-value" in refresh
+    assert 'mv -f "$next" /etc/prometheus/metrics-token' in refresh
+    assert "systemctl enable --now refresh-metrics-token.timer" in script
     datasource = json.loads(_heredoc(script, "DATASOURCE"))["datasources"][0]
     assert datasource["url"] == f"http://127.0.0.1:{PROMETHEUS_PORT}"
     assert datasource["uid"] == "prometheus"  # the dashboard's datasource variable
@@ -204,6 +209,33 @@ def test_the_host_downloads_the_repositorys_rules_and_dashboard(profile) -> None
     assert found["alerts.yml"].read_text() == RULES.read_text()
     dashboard = REPO_ROOT / "ops" / "grafana" / "dashboards" / "recordings.json"
     assert found["dashboards/recordings.json"].read_text() == dashboard.read_text()
+
+
+def test_prometheus_uses_the_token_the_app_checks(profile) -> None:
+    """The EC2 stack's MetricsToken secret (the app reads it with METRICS_TOKEN_SECRET_ARN),
+    handed over through SSM; the host reads it and nothing else does besides the app."""
+    name = f"/{profile.config.project}/{profile.config.env_name}/ec2/metrics-token-secret-arn"
+    (published,) = [
+        r["Properties"]["Value"]
+        for r in profile.resources("ec2", "AWS::SSM::Parameter").values()
+        if r["Properties"]["Name"] == name
+    ]
+    assert profile.resources("ec2", "AWS::SecretsManager::Secret")[published["Ref"]]
+    parameters = profile.template_json("observability")["Parameters"]
+    (reference,) = [key for key, p in parameters.items() if p.get("Default") == name]
+    (host,) = profile.resources("observability", "AWS::EC2::Instance").values()
+    user_data = host["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    start = next(i for i, part in enumerate(user_data) if isinstance(part, str) and "<<'REFRESH'" in part)
+    token = next(part for part in user_data[start:] if not isinstance(part, str))
+    assert user_data[start].rstrip().endswith("--secret-id")
+    assert token == {"Ref": reference}
+    (policy,) = profile.resources("observability", "AWS::IAM::Policy").values()
+    reads = [
+        st["Resource"]
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if st["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert {"Ref": reference} in reads[0]
 
 
 def test_the_host_role_is_least_privilege(profile) -> None:

@@ -88,7 +88,7 @@ def test_bytes_for_a_recording_that_stopped_taking_uploads_are_removed(handler_s
     created = create(api, alice, size=len(data))
     rid, key = created["recording"]["id"], created["recording"]["key"]
     if how == "failed":
-        assert complete(api, alice, rid).status_code == 422  # nothing uploaded yet: failed
+        assert complete(api, alice, rid).status_code == 409  # nothing uploaded yet: failed
     else:
         assert api.delete(f"/v1/recordings/{rid}", headers=alice.headers).status_code == 204
     post_form(created["upload"], data)
@@ -122,7 +122,7 @@ def test_the_reaper_sweeps_keys_once_their_forms_expired(handler_settings, api, 
     available, form = available_with_form(api, alice, data)
     post_form(form, payload(64))
     failed = create(api, alice, size=10)
-    assert complete(api, alice, failed["recording"]["id"]).status_code == 422  # nothing there yet: failed
+    assert complete(api, alice, failed["recording"]["id"]).status_code == 409  # nothing there yet: failed
     post_form(failed["upload"], payload(10))  # then the bytes arrive, and no event reports them
 
     assert reap_after_forms_expired(handler_settings) == 2

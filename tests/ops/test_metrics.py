@@ -131,6 +131,26 @@ def test_metrics_token_protects_the_endpoint():
     assert "http_requests_total" in ok.text
 
 
+def test_metrics_token_can_come_from_secrets_manager(monkeypatch):
+    # The deployments pass METRICS_TOKEN_SECRET_ARN (a Secrets Manager secret the CDK creates).
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        import boto3
+
+        arn = boto3.client("secretsmanager").create_secret(Name="metrics-token", SecretString="from-the-secret")["ARN"]
+        parameters.clear_caches()
+        client = TestClient(_app(metrics_token_secret_arn=arn))
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer from-the-secret"})
+        assert ok.status_code == 200
+        assert "http_requests_total" in ok.text
+    parameters.clear_caches()
+
+
 def test_disabled_metrics_have_no_route_and_no_instrumentation():
     app = _app(metrics_enabled=False)
     client = TestClient(app)

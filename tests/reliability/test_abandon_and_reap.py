@@ -74,7 +74,9 @@ def test_reaper_cleans_every_abandoned_stage_and_spares_the_rest(settings, alice
 
         # Available and deleted recordings: rows and every object version exactly as before.
         assert api.get(f"/v1/recordings/{available['id']}", headers=tenant.headers).json()["status"] == "available"
-        assert api.get(f"/v1/recordings/{deleted['id']}", headers=tenant.headers).json()["status"] == "deleted"
+        assert api.get(f"/v1/recordings/{deleted['id']}", headers=tenant.headers).status_code == 404
+        listed = api.get("/v1/recordings", params={"status": "deleted"}, headers=tenant.headers).json()["items"]
+        assert deleted["id"] in {item["id"] for item in listed}
         for key, versions in kept_versions.items():
             assert sorted(v["VersionId"] for v in _versions(s3, bucket, key)) == versions
         link = api.get(f"/v1/recordings/{available['id']}/download", headers=tenant.headers)

@@ -140,6 +140,11 @@ def test_backends_terminated_mid_run_give_no_500_and_recover(settings, alice_key
         # A request whose key lookup lost its connection can only be 503, never a wrong 401.
         assert 401 not in statuses, statuses
         after = api.get("/v1/recordings?limit=200", headers=alice_key.headers)
+        if after.status_code == 503:
+            # The killer's last sweep may have ended idle pooled connections after the last
+            # request: as designed, the first request to draw one fails with 503 and
+            # invalidates the pool; the next one is served.
+            after = api.get("/v1/recordings?limit=200", headers=alice_key.headers)
         assert after.status_code == 200
     # Every 201 is a whole row; nothing else was written.
     assert len(after.json()["items"]) == statuses.count(201)

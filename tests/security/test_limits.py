@@ -79,3 +79,31 @@ def test_pending_upload_cap_is_per_tenant(settings, alice, bob):
 def test_page_size_is_capped(api, alice, limit, status):
     response = api.get("/v1/recordings", params={"limit": limit}, headers=alice.headers)
     assert response.status_code == status, response.text
+
+
+def test_failed_authentication_is_limited_per_client_address(settings, alice):
+    configured = make_settings(
+        settings.database_url.get_secret_value(),
+        settings.s3_endpoint_url,
+        s3_bucket=settings.s3_bucket,
+        auth_failures_per_minute=3,
+    )
+    app = create_app(configured)
+    wrong = {"Authorization": "Bearer rk_000000000000_not-the-secret"}
+    with (
+        TestClient(app, client=("203.0.113.7", 40000)) as guesser,
+        TestClient(app, client=("198.51.100.9", 40000)) as neighbour,
+    ):
+        # Requests without credentials are not attempts: they never count.
+        for _ in range(5):
+            assert guesser.get("/v1/recordings").status_code == 401
+        for _ in range(3):
+            assert guesser.get("/v1/recordings", headers=wrong).status_code == 401
+        blocked = guesser.get("/v1/recordings", headers=wrong)
+        _assert_429(blocked)
+        assert blocked.json()["type"] == "/problems/too-many-failed-authentications"
+        # The address is refused before any credential is checked, right ones included ...
+        _assert_429(guesser.get("/v1/recordings", headers=alice.headers))
+        # ... while other addresses are not affected.
+        assert neighbour.get("/v1/recordings", headers=alice.headers).status_code == 200
+        assert neighbour.get("/v1/recordings", headers=wrong).status_code == 401
