@@ -155,7 +155,10 @@ def test_list_and_download_are_answered_by_the_replica_get_by_the_primary(routed
     # The download link comes from the replica, which has the recording available.
     link = client.get(f"/v1/recordings/{recording['id']}/download", headers=alice.headers)
     assert link.status_code == 200, link.text
-    assert _count("db_reads_total", target="replica") == replica_reads + 2
+    # Playing is a download served inline: the same routing.
+    play = client.get(f"/v1/recordings/{recording['id']}/play", headers=alice.headers)
+    assert play.status_code == 200, play.text
+    assert _count("db_reads_total", target="replica") == replica_reads + 3
     # Tenancy holds on the replica too.
     assert client.get(f"/v1/recordings/{recording['id']}/download", headers=bob.headers).status_code == 404
     assert _titles(client, bob) == []
