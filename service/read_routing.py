@@ -6,10 +6,10 @@ take ``DATABASE_READ_MAX_LAG_SECONDS`` of replication lag:
 
 * the replica's replay lag is measured on the replica, in the read's own transaction, before
   the read (no extra server, no cached value): more than the limit and the primary answers;
-* a read that finds nothing, or finds a recording in a state that a recent write may have moved
-  on (a pending upload that the read would verify, a recording not yet available for download),
-  is answered by the primary instead: a lagging replica can never make a caller's new recording
-  look missing or unfinished;
+* a download that finds nothing, or a recording in a state that a recent write may have moved
+  on (not yet available), and a list page holding an upload the read would verify, are answered
+  by the primary instead: a download right after complete never fails on a lagging replica. A
+  list may miss a change younger than the lag limit (README, "Which database answers");
 * a replica that cannot be reached (or drops the connection mid-read) hands the read to the
   primary, and reads skip it for ``DATABASE_READ_RETRY_SECONDS`` so that no request waits for its
   connect timeout; a query the replica cancels (a conflict with recovery, the statement timeout)
