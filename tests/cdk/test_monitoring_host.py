@@ -283,3 +283,11 @@ def test_the_runbook_commands_name_outputs_the_stack_has(profile) -> None:
     assert "AWS-StartPortForwardingSession" in runbook
     assert f'"portNumber":["{GRAFANA_PORT}"]' in runbook
     assert f'"portNumber":["{PROMETHEUS_PORT}"]' in runbook
+
+
+def test_user_data_stays_within_the_ec2_limit(profile) -> None:
+    """EC2 refuses user data over 16 KB; the rules and dashboard travel as S3 assets instead."""
+    parts = _host(profile)["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    # A token becomes an ARN or a name when deployed: count each as 200 bytes.
+    size = sum(len(part.encode()) if isinstance(part, str) else 200 for part in parts)
+    assert size < 16 * 1024, size
