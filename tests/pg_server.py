@@ -216,7 +216,7 @@ def start_replica(port: int, primary_port: int = DEFAULT_PORT) -> str:
         target = staging / "data"
     else:
         staging, target = None, pgdata
-    subprocess.run(
+    copied = subprocess.run(
         [
             bin_dir / "pg_basebackup",
             "-h",
@@ -233,10 +233,12 @@ def start_replica(port: int, primary_port: int = DEFAULT_PORT) -> str:
             "--checkpoint=fast",
             "--no-sync",
         ],
-        check=True,
         user=user,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
+    if copied.returncode != 0:  # its warnings (the socket file it skips) only matter then
+        raise RuntimeError(f"pg_basebackup failed:\n{copied.stderr[-2000:]}")
     if staging is not None:
         shutil.move(target, pgdata)
         shutil.rmtree(staging, ignore_errors=True)
