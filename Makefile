@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt requirements-ops.txt
 STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
 
-.PHONY: install node pooler run test lint fmt migrate bench synth clean
+.PHONY: install node pooler monitoring-tools run test lint fmt migrate bench synth clean
 
 $(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,13 +37,19 @@ node: $(NODE_STAMP) $(WEB_STAMP)
 pooler:
 	test -x /usr/sbin/pgbouncer || (apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer)
 
+# amtool and node exporter (Debian packages): the monitoring host's Alertmanager configuration is
+# checked with amtool, the dashboard's host panels against node exporter's metric names.
+monitoring-tools:
+	command -v amtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager)
+	command -v prometheus-node-exporter >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-node-exporter)
+
 ## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
 run: install
 	$(PY) -m service dev
 
 ## Lint, then the whole test suite against PostgreSQL 18 (the production major, started by
 ## tests/pg_server.py unless TEST_DATABASE_URL names a server), PgBouncer and moto.
-test: install node pooler lint
+test: install node pooler monitoring-tools lint
 	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$($(PY) -m tests.pg_server start)}" \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m pytest
 

@@ -49,6 +49,7 @@ def app_environment(
     db_max_overflow: int,
     public_base_url: str | None,
     metrics_token_secret_arn: str,
+    database_read_host: str | None = None,
 ) -> dict[str, str]:
     app = config.app
     env = {
@@ -75,6 +76,13 @@ def app_environment(
     }
     if public_base_url:
         env["PUBLIC_BASE_URL"] = public_base_url
+    if database_read_host:
+        # The replicas' own endpoints, with the app's secret (service/read_routing.py).
+        env.update(
+            DATABASE_READ_HOST=database_read_host,
+            DATABASE_READ_PORT=str(config.database.port),
+            DATABASE_READ_MAX_LAG_SECONDS=f"{config.database.read_max_lag_seconds:g}",
+        )
     optional = {
         "JWT_ISSUER": app.jwt_issuer,
         "JWT_AUDIENCE": app.jwt_audience,

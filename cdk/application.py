@@ -19,6 +19,7 @@ from cdk.stacks.ec2_service import Ec2ServiceStack
 from cdk.stacks.foundation import FoundationStack
 from cdk.stacks.github_oidc import GithubOidcStack, GithubSettings
 from cdk.stacks.monitoring import MonitoringStack
+from cdk.stacks.observability import ObservabilityStack
 from cdk.stacks.replica import ReplicaStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +122,16 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         ec2_service=ec2_stack,
         env=env,
     )
+    if config.features.monitoring_host and ec2_stack is not None:
+        stacks["observability"] = ObservabilityStack(
+            app,
+            f"{p}-observability",
+            config=config,
+            vpc=foundation.vpc,
+            topic=foundation.topic,
+            ec2_service=ec2_stack,
+            env=env,
+        )
 
     # Values read through SSM carry no implicit ordering: producers deploy first.
     stacks["monitoring"].add_stack_dependency(backend, "reads the HTTP API and function names from SSM")

@@ -89,6 +89,11 @@ class DatabaseConfig:
     # Connections kept free for rdsadmin, superuser_reserved_connections and a human with psql.
     reserved_admin_connections: int
     performance_insights_retention_days: int
+    # Read replicas (same class and parameter group) serving the list and download routes; the
+    # app reaches them by their own endpoints (RDS Proxy has no read-only endpoint for RDS
+    # instances). Reads may lag the primary by at most read_max_lag_seconds of replay.
+    read_replicas: int = 0
+    read_max_lag_seconds: float = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +160,22 @@ class AlarmConfig:
     db_connections_percent: float
     db_disk_queue_depth: float
     s3_5xx_errors_per_5_minutes: int
+    # A replica this far behind for 5 minutes serves no reads (the app's lag limit is far lower).
+    db_replica_lag_seconds: float = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoringHostConfig:
+    """The Prometheus + Alertmanager + Grafana host (features.monitoring_host). Images are pinned
+    by version; node_exporter_image also runs on every app instance."""
+
+    instance_type: str
+    root_volume_gib: int
+    retention_days: int
+    prometheus_image: str
+    alertmanager_image: str
+    grafana_image: str
+    node_exporter_image: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +185,9 @@ class FeatureFlags:
     rds_proxy: bool
     replication: bool
     cloudtrail: bool
+    # The Prometheus/Grafana host (-observability); it scrapes the EC2 service, so it exists only
+    # together with ec2_service.
+    monitoring_host: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +220,7 @@ class DeploymentConfig:
     app: AppConfig
     alarms: AlarmConfig
     features: FeatureFlags
+    monitoring_host: MonitoringHostConfig
 
     @property
     def prefix(self) -> str:
@@ -391,6 +416,14 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("storage.replication_region: required when features.replication is on")
     if cfg.storage.replication_region == cfg.region:
         errors.append("storage.replication_region: must differ from region")
+    for name in ("prometheus_image", "alertmanager_image", "grafana_image", "node_exporter_image"):
+        image = getattr(cfg.monitoring_host, name)
+        if ":" not in image or image.endswith((":latest", ":")):
+            errors.append(f"monitoring_host.{name}: pin a version tag, not {image!r}")
+    if not 0 <= db.read_replicas <= 5:
+        errors.append("database.read_replicas: 0 to 5 (RDS allows 15 per instance; 5 keeps the budget sane)")
+    if cfg.is_production and db.read_replicas < 1:
+        errors.append("prod: database.read_replicas must be at least 1 (read routing, runbook scaling)")
     if cfg.is_production and not (db.multi_az and db.deletion_protection):
         errors.append("prod: database.multi_az and database.deletion_protection are required")
     if cfg.peak_db_connections >= db.max_connections:

@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     # Set on the database by the migration (ALTER DATABASE ... SET), never as a startup option:
     # RDS Proxy refuses startup options, and a session-level SET would pin proxy connections.
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # Read replica(s) for the list and download routes (service/read_routing.py). Either a URL
+    # (local runs, tests) or replica host names (comma-separated: libpq picks one at random and
+    # tries the next when one is down) reached with the application's credentials (the same
+    # role exists on a physical replica). Unset: every read goes to the primary.
+    database_read_url: SecretStr | None = None
+    database_read_host: str | None = None
+    database_read_port: int | None = None  # default: database_port
+    # A replica whose replay is further behind than this serves no reads (the primary does).
+    database_read_max_lag_seconds: float = Field(default=1.0, ge=0, le=300)
+    # After the replica failed to answer, reads skip it for this long (no connect timeout per
+    # request while it is down).
+    database_read_retry_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     # Storage.
     s3_bucket: str = LOCAL_BUCKET
@@ -152,6 +164,9 @@ class Settings(BaseSettings):
         "database_sslmode",
         "database_migration_url",
         "database_host",
+        "database_read_url",
+        "database_read_host",
+        "database_read_port",
         "jwt_issuer",
         "jwt_audience",
         "jwt_jwks_url",

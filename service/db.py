@@ -42,6 +42,12 @@ def database_url(settings: Settings) -> URL:
             host, port = settings.database_host, settings.database_port
         else:
             host, port = creds.get("host"), int(creds.get("port") or settings.database_port)
+        hosts = [h.strip() for h in str(host or "").split(",") if h.strip()]
+        query: dict = {}
+        if len(hosts) > 1:
+            # Several replicas: libpq tries them in turn (load_balance_hosts=random in
+            # _engine_options spreads the connections), so one replica down costs no error.
+            query, host, port = {"host": [f"{h}:{port}" for h in hosts]}, None, None
         return URL.create(
             "postgresql+psycopg2",
             username=creds["username"],
@@ -49,6 +55,7 @@ def database_url(settings: Settings) -> URL:
             host=host,
             port=port,
             database=creds.get("dbname") or settings.database_name,
+            query=query,
         )
     return with_driver(make_url(settings.database_url.get_secret_value()))
 
@@ -88,6 +95,8 @@ def _engine_options(url: URL, settings: Settings) -> dict:
         connect_args["sslmode"] = settings.database_sslmode
     if settings.database_sslrootcert:
         connect_args["sslrootcert"] = settings.database_sslrootcert
+    if isinstance(url.query.get("host"), tuple):
+        connect_args["load_balance_hosts"] = "random"  # libpq 16+
     options: dict = {
         # No ping per checkout by default (a round trip on every request): the checkout listener
         # (_drop_closed_connections) finds connections the server closed without one. Keepalives
@@ -117,6 +126,7 @@ def _settings_key(settings: Settings) -> tuple:
         settings.database_url.get_secret_value(),
         settings.database_secret_arn,
         settings.database_host,
+        settings.database_port,
         settings.runtime,
         settings.db_pool_size,
         settings.db_max_overflow,

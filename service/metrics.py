@@ -104,6 +104,21 @@ STORAGE_ERRORS = Counter(
     ["operation", "outcome"],
 )
 
+# Read routing (service/read_routing.py): which server answered each routed read, and why a read
+# meant for the replica went to the primary.
+READ_TARGETS = ("replica", "primary")
+READ_FALLBACK_REASONS = ("unreachable", "replica_error", "lagging", "not_on_replica")
+DB_READS = Counter("db_reads_total", "Routed reads (list, download) by the server that answered", ["target"])
+DB_READ_FALLBACKS = Counter(
+    "db_read_fallbacks_total",
+    "Reads meant for the read replica that the primary answered, by reason",
+    ["reason"],
+)
+for _target in READ_TARGETS:
+    DB_READS.labels(target=_target)
+for _reason in READ_FALLBACK_REASONS:
+    DB_READ_FALLBACKS.labels(reason=_reason)
+
 POOL_METRICS = {
     "db_pool_size": "Configured number of persistent connections in the SQLAlchemy pool",
     "db_pool_max_overflow": "Connections the pool may open beyond its size",
@@ -119,6 +134,8 @@ EXPORTED_METRICS = frozenset(
         "http_requests_in_progress",
         "recordings_uploads_total",
         "db_stale_connections_total",
+        "db_reads_total",
+        "db_read_fallbacks_total",
         "recordings_storage_errors_total",
         *POOL_METRICS,
         "process_cpu_seconds_total",
@@ -140,6 +157,14 @@ def record_upload(outcome: str) -> None:
 
 def record_stale_connection() -> None:
     DB_STALE_CONNECTIONS.inc()
+
+
+def record_read(target: str) -> None:
+    DB_READS.labels(target=target).inc()
+
+
+def record_read_fallback(reason: str) -> None:
+    DB_READ_FALLBACKS.labels(reason=reason).inc()
 
 
 class _Children(dict):

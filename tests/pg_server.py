@@ -194,6 +194,73 @@ def stop(port: int = DEFAULT_PORT) -> None:
         )
 
 
+def start_replica(port: int, primary_port: int = DEFAULT_PORT) -> str:
+    """A streaming replica of the cluster on ``primary_port``, on 127.0.0.1:``port``; its URL.
+
+    ``pg_basebackup -R`` copies the primary into a data directory of its own and writes the
+    standby configuration (``primary_conninfo``, ``standby.signal``); the copy then starts as a
+    hot standby that replays the primary's WAL as it streams in, as an RDS read replica does.
+    The primary's configuration already allows it (``wal_level = replica``, ``max_wal_senders``,
+    a ``replication`` line in pg_hba.conf). A fresh copy every time: call :func:`stop_replica`.
+    """
+    bin_dir = _bin_dir()
+    user = _run_as()
+    pgdata = data_dir(port)
+    stop(port)
+    shutil.rmtree(pgdata, ignore_errors=True)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        # pg_basebackup creates the directory itself; let the service user create it there.
+        staging = Path(tempfile.mkdtemp(prefix="recordings-pg18-replica-"))
+        _own(staging, user)
+        target = staging / "data"
+    else:
+        staging, target = None, pgdata
+    copied = subprocess.run(
+        [
+            bin_dir / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary_port),
+            "-U",
+            SUPERUSER,
+            "-D",
+            target,
+            "-R",  # write the standby configuration
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        ],
+        user=user,
+        capture_output=True,
+        text=True,
+    )
+    if copied.returncode != 0:  # its warnings (the socket file it skips) only matter then
+        raise RuntimeError(f"pg_basebackup failed:\n{copied.stderr[-2000:]}")
+    if staging is not None:
+        shutil.move(target, pgdata)
+        shutil.rmtree(staging, ignore_errors=True)
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
+    log = pgdata / "server.log"
+    log.unlink(missing_ok=True)
+    subprocess.run(
+        [bin_dir / "pg_ctl", "-D", pgdata, "-l", log, "-o", f"-p {port} -k {pgdata}", "-w", "-t", "60", "start"],
+        check=True,
+        user=user,
+        stdout=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, 30, "PostgreSQL 18 replica", log)
+    return server_url(port)
+
+
+def stop_replica(port: int) -> None:
+    """Stop the replica on ``port`` and remove its data directory."""
+    stop(port)
+    shutil.rmtree(data_dir(port), ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -118,6 +118,10 @@ class Database(Construct):
             vpc_subnets=rotation_subnets,
         )
 
+        self.replicas = self._add_replicas(
+            vpc=vpc, config=config, instance_type=ec2.InstanceType(config.instance_type), log_retention=log_retention
+        )
+
         self.proxy: rds.DatabaseProxy | None = None
         if enable_proxy:
             proxy_sg = ec2.SecurityGroup(
@@ -140,6 +144,69 @@ class Database(Construct):
                 borrow_timeout=Duration.seconds(30),
             )
             proxy_sg.connections.allow_to(self.instance, ec2.Port.tcp(config.port), "proxy to db")
+
+    def _add_replicas(
+        self,
+        *,
+        vpc: ec2.IVpc,
+        config: DatabaseConfig,
+        instance_type: ec2.InstanceType,
+        log_retention: logs.RetentionDays,
+    ) -> list[rds.DatabaseInstanceReadReplica]:
+        """Read replicas in the isolated subnets, encrypted (a replica of an encrypted instance
+        always is, with the primary's key: CloudFormation refuses the property), with the primary's
+        parameter group (TLS only, the same ``max_connections`` budget) and their own security
+        group, so that a client allowed to a replica is not thereby allowed to the primary.
+
+        There is no RDS Proxy in front of them: a proxy's read-only endpoint exists for Aurora
+        clusters only, and a proxy for an RDS instance targets the writer alone. The app reaches
+        each replica by its own endpoint (libpq multi-host across replicas).
+        """
+        self.replica_security_group: ec2.SecurityGroup | None = None
+        if config.read_replicas == 0:
+            return []
+        self.replica_security_group = ec2.SecurityGroup(
+            self,
+            "ReplicaSecurityGroup",
+            vpc=vpc,
+            description="RDS read replicas: ingress only from the app security groups",
+            allow_all_outbound=False,
+        )
+        replicas = []
+        for number in range(1, config.read_replicas + 1):
+            replicas.append(
+                rds.DatabaseInstanceReadReplica(
+                    self,
+                    f"Replica{number}",
+                    source_database_instance=self.instance,
+                    instance_type=instance_type,
+                    vpc=vpc,
+                    vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+                    security_groups=[self.replica_security_group],
+                    port=config.port,
+                    parameter_group=self.parameter_group,
+                    storage_type=rds.StorageType.GP3,
+                    max_allocated_storage=config.max_allocated_storage_gib,
+                    deletion_protection=config.deletion_protection,
+                    # A replica holds nothing the primary lacks: no snapshot on removal.
+                    removal_policy=RemovalPolicy.DESTROY,
+                    delete_automated_backups=True,
+                    auto_minor_version_upgrade=True,
+                    cloudwatch_logs_exports=["postgresql"],
+                    cloudwatch_logs_retention=log_retention,
+                    enable_performance_insights=True,
+                    performance_insight_retention=rds.PerformanceInsightRetention.DEFAULT,
+                    preferred_maintenance_window="sun:04:30-sun:05:30",
+                )
+            )
+        return replicas
+
+    @property
+    def read_hosts(self) -> str | None:
+        """The replicas' endpoints, comma-separated (DATABASE_READ_HOST), or None without replicas."""
+        if not self.replicas:
+            return None
+        return ",".join(replica.db_instance_endpoint_address for replica in self.replicas)
 
     @property
     def endpoint_host(self) -> str:

@@ -27,6 +27,7 @@ from cdk.constructs.ec2_user_data import (  # noqa: F401 - CWAGENT_NAMESPACE is 
     bootstrap_commands,
 )
 from cdk.constructs.functions import REPO_ROOT
+from cdk.constructs.monitoring_host import node_exporter_commands
 from cdk.constructs.storage import secure_bucket
 from cdk.nag import acknowledge
 
@@ -86,6 +87,7 @@ class Ec2Service(Construct):
         log_removal_policy: RemovalPolicy,
         image_parameter_name: str,
         https: HttpsOptions | None = None,
+        node_exporter_image: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -247,6 +249,8 @@ class Ec2Service(Construct):
                 repository_uri=repository.repository_uri,
                 fallback_image=self.bootstrap_image.image_uri,
                 signal=f"--stack {Aws.STACK_NAME} --resource {asg_logical_id} --region {region}",
+                # Host metrics (CPU, memory, disk, network) for Prometheus on the monitoring host.
+                extra_commands=node_exporter_commands(node_exporter_image) if node_exporter_image else (),
             )
         )
         acknowledge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 
 CONTAINER_PORT = 8000
 # Liveness: the process answers. Restarts the container (and never touches the instance).
@@ -69,7 +70,10 @@ def bootstrap_commands(
     repository_uri: str,
     fallback_image: str,
     signal: str,
+    extra_commands: Sequence[str] = (),
 ) -> list[str]:
+    """``extra_commands`` run after the app's units are enabled, before the readiness signal
+    (the script ends there)."""
     env = dict(environment, WEB_CONCURRENCY=str(workers), PORT=str(CONTAINER_PORT))
     env_file = "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
     liveness = (
@@ -153,6 +157,7 @@ def bootstrap_commands(
         "UNIT",
         "systemctl daemon-reload",
         "systemctl enable --now recordings.service recordings-liveness.timer",
+        *extra_commands,
         # Signal success only once the container is ready (database and bucket reachable).
         "for attempt in $(seq 1 60); do",
         f"  if curl -fsS -o /dev/null http://127.0.0.1:{CONTAINER_PORT}{READINESS_PATH}; then",

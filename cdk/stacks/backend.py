@@ -30,6 +30,7 @@ from cdk.constructs.migration import DatabaseMigration
 from cdk.constructs.storage import API_ACCESS, REAPER_ACCESS, S3_EVENTS_ACCESS, RecordingsStorage
 from cdk.cross_stack import publish, read
 from cdk.nag import acknowledge
+from cdk.replica_access import allow_replica_reads, replica_read_host
 from cdk.retention import log_retention
 
 
@@ -73,6 +74,7 @@ class BackendStack(Stack):
         self.security_group.add_egress_rule(
             ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(db_port), "Lambda to PostgreSQL (or its proxy)"
         )
+        allow_replica_reads(self, config, self.security_group, "Lambda to the read replicas")
 
         self.metrics_token = metrics_token_secret(self)
         environment = app_environment(
@@ -86,6 +88,7 @@ class BackendStack(Stack):
             db_max_overflow=0,
             public_base_url=None,  # the API function gets its own (the HTTP API's URL) below
             metrics_token_secret_arn=self.metrics_token.secret_arn,
+            database_read_host=replica_read_host(self, config),
         )
         # API Gateway serves HTTPS only.
         environment["SESSION_COOKIE_SECURE"] = "true"

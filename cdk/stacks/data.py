@@ -15,6 +15,7 @@ from cdk.constructs.database import Database
 from cdk.constructs.storage import RecordingsStorage
 from cdk.cross_stack import publish
 from cdk.nag import acknowledge
+from cdk.replica_access import publish_replicas
 from cdk.retention import log_retention, removal_policy
 
 
@@ -77,6 +78,8 @@ class DataStack(Stack):
             target.connections.security_groups[0].security_group_id,
         )
 
+        publish_replicas(self, config, self.database)
+
         # Exported whether or not a stack imports them today (the EC2 service is a flag), so
         # turning a flag off never removes an export a deployed stack still imports.
         for value in (
@@ -93,6 +96,9 @@ class DataStack(Stack):
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Recordings bucket")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Push the server image here")
         CfnOutput(self, "DatabaseEndpoint", value=self.database.endpoint_host)
+        if self.database.read_hosts:
+            hosts = self.database.read_hosts
+            CfnOutput(self, "DatabaseReadEndpoints", value=hosts, description="Read replicas (comma-separated)")
         CfnOutput(self, "DatabaseSecretArn", value=self.database.app_secret.secret_arn)
         CfnOutput(self, "DatabaseMasterSecretArn", value=self.database.master_secret.secret_arn)
 
@@ -100,6 +106,25 @@ class DataStack(Stack):
 
     def _acknowledge(self, config: DeploymentConfig) -> None:
         db = self.database.instance
+        for replica in self.database.replicas:
+            acknowledge(
+                replica,
+                "AwsSolutions-RDS2",
+                "Encrypted: a replica inherits its source's encryption and key, and CloudFormation "
+                "refuses StorageEncrypted next to SourceDBInstanceIdentifier. The source is encrypted.",
+            )
+            acknowledge(
+                replica,
+                "AwsSolutions-RDS3",
+                "A read replica is itself redundancy for reads: when it fails, the app reads from the "
+                "multi-AZ primary (service/read_routing.py). Multi-AZ would double its cost for no gain.",
+            )
+            acknowledge(
+                replica,
+                "AwsSolutions-RDS11",
+                f"The replica listens on the primary's non-default port {config.database.port} (Port is "
+                "set; the rule cannot tell a replica's engine, which it inherits, so it assumes the default).",
+            )
         if not config.database.multi_az:
             acknowledge(db, "AwsSolutions-RDS3", "dev runs single-AZ to halve cost; prod is multi-AZ (enforced).")
         if not config.database.deletion_protection:

@@ -20,6 +20,7 @@ from cdk.constructs.storage import (
 )
 from cdk.cross_stack import publish
 from cdk.nag import acknowledge
+from cdk.replica_access import allow_replica_reads, replica_read_host
 from cdk.retention import log_retention, removal_policy
 
 
@@ -51,6 +52,7 @@ class Ec2ServiceStack(Stack):
             db_max_overflow=ec2_cfg.db_max_overflow,
             public_base_url=public_base_url,
             metrics_token_secret_arn=self.metrics_token.secret_arn,
+            database_read_host=replica_read_host(self, config),
         )
         environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
         # Outside Lambda the SDK needs the region from the environment.
@@ -73,6 +75,7 @@ class Ec2ServiceStack(Stack):
             )
             if config.https
             else None,
+            node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
         # The API; the runbook's backup checks use the backup-verification role, not this one.
@@ -84,12 +87,16 @@ class Ec2ServiceStack(Stack):
         self.service.instance_security_group.connections.allow_to(
             database.instance, ec2.Port.tcp(config.database.port), "EC2 app to PostgreSQL"
         )
+        allow_replica_reads(self, config, self.service.instance_security_group, "EC2 app to the read replicas")
 
         # Read by the monitoring stack through SSM: this stack exists only with features.ec2_service.
         svc = self.service
         publish(self, config, "ec2", "alb-full-name", svc.alb.load_balancer_full_name)
         publish(self, config, "ec2", "target-group-full-name", svc.target_group.target_group_full_name)
         publish(self, config, "ec2", "asg-name", svc.asg.auto_scaling_group_name)
+        # The monitoring host (-observability) scrapes these instances with this token.
+        publish(self, config, "ec2", "instance-security-group", svc.instance_security_group.security_group_id)
+        publish(self, config, "ec2", "metrics-token-secret-arn", self.metrics_token.secret_arn)
 
         CfnOutput(self, "LoadBalancerDnsName", value=self.service.alb.load_balancer_dns_name)
         CfnOutput(self, "ServiceUrl", value=self.service.url)

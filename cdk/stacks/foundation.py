@@ -36,3 +36,5 @@ class FoundationStack(Stack):
         self.export_value(self.vpc.vpc_cidr_block)
         self.alerts = AlertTopic(self, "Alerts", emails=config.alarm_emails)
         self.topic = self.alerts.topic
+        # The monitoring host (with features.ec2_service) publishes to the topic under this key.
+        self.export_value(self.alerts.key.key_arn)

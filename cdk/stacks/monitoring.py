@@ -14,6 +14,7 @@ from cdk.constructs.ec2_user_data import CWAGENT_NAMESPACE
 from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, LT, ONE_MINUTE, ServiceMonitoring, Watch
 from cdk.constructs.storage import APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC
 from cdk.cross_stack import read
+from cdk.replica_access import replica_identifiers
 from cdk.stacks.backend import BackendStack
 from cdk.stacks.data import DataStack
 from cdk.stacks.ec2_service import Ec2ServiceStack
@@ -41,6 +42,7 @@ class MonitoringStack(Stack):
             self._watch_ec2(ec2_service)
         self._watch_lambda(backend)
         self._watch_database(data)
+        self._watch_replicas()
         self._watch_bucket(data)
         self._watch_storage_rejections(ec2_service)
         self.monitoring.finish()
@@ -300,6 +302,72 @@ class MonitoringStack(Stack):
                 evaluation_periods=1,
             )
         )
+
+    def _watch_replicas(self) -> None:
+        """Each read replica: replay lag, and the primary's CPU, connection and memory alarms.
+        Their identifiers come through SSM (cdk/replica_access.py): the count is a setting."""
+        m, t, cfg = self.monitoring, self.config.alarms, self.config
+        max_conn = cfg.database.max_connections
+        for number, identifier in enumerate(replica_identifiers(self, cfg), start=1):
+            name, section = f"DbReplica{number}", f"RDS read replica {number}"
+
+            def rds(
+                metric_name: str, statistic: str, period: Duration, identifier: str = identifier
+            ) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace="AWS/RDS",
+                    metric_name=metric_name,
+                    dimensions_map={"DBInstanceIdentifier": identifier},
+                    statistic=statistic,
+                    period=period,
+                )
+
+            m.add(
+                Watch(
+                    name=f"{name}Lag",
+                    section=section,
+                    description=f"Replica {number} lag > {t.db_replica_lag_seconds:g} s for 5 minutes "
+                    f"(reads go to the primary beyond {cfg.database.read_max_lag_seconds:g} s)",
+                    metric=rds("ReplicaLag", "Maximum", ONE_MINUTE),
+                    threshold=t.db_replica_lag_seconds,
+                    comparison=GT,
+                    evaluation_periods=5,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}Cpu",
+                    section=section,
+                    description=f"Replica {number} CPU > {t.cpu_percent:g}% for 15 minutes",
+                    metric=rds("CPUUtilization", "Average", FIVE_MINUTES),
+                    threshold=t.cpu_percent,
+                    comparison=GT,
+                    evaluation_periods=3,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}Connections",
+                    section=section,
+                    description=f"Replica {number} connections > {t.db_connections_percent:g}% of "
+                    f"max_connections ({max_conn})",
+                    metric=rds("DatabaseConnections", "Maximum", ONE_MINUTE),
+                    threshold=round(max_conn * t.db_connections_percent / 100),
+                    comparison=GT,
+                    evaluation_periods=5,
+                )
+            )
+            m.add(
+                Watch(
+                    name=f"{name}LowFreeableMemory",
+                    section=section,
+                    description=f"Replica {number} freeable memory < {t.free_memory_percent:g}% for 15 minutes",
+                    metric=rds("FreeableMemory", "Minimum", FIVE_MINUTES),
+                    threshold=int(cfg.database_memory_bytes * t.free_memory_percent / 100),
+                    comparison=LT,
+                    evaluation_periods=3,
+                )
+            )
 
     def _watch_bucket(self, stack: DataStack) -> None:
         t = self.config.alarms

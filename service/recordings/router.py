@@ -7,12 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.deps import CallerDep
 from service.errors import PROBLEM_JSON, NotFound
+from service.read_routing import PrimaryNeeded, routed_read
 from service.recordings import service
-from service.recordings.models import Status
+from service.recordings.models import Recording, Status
 from service.recordings.schemas import (
     CreatedRecording,
     Cursor,
@@ -61,14 +63,20 @@ def build_router(settings: Settings) -> APIRouter:
         cursor: Annotated[Cursor | None, Query(description="next_cursor from the previous page")] = None,
         status_filter: Annotated[Status | None, Query(alias="status")] = None,
     ) -> Response:
-        """The caller's recordings, newest first (deleted ones only with `status=deleted`)."""
-        with caller.session() as session:
+        """The caller's recordings, newest first (deleted ones only with `status=deleted`).
+
+        Read from the read replica when one is configured and within the lag limit."""
+
+        def page(session: Session, on_replica: bool) -> RecordingPage:
             rows, next_cursor = service.list_recordings(
                 session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
             )
+            if on_replica and any(service.may_need_repair(row) for row in rows):
+                raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
             service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
-            page = RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
-        return model_response(page)
+            return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+
+        return model_response(routed_read(caller.settings, page))
 
     @router.get("/{recording_id}", response_model=RecordingOut)
     def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
@@ -122,9 +130,9 @@ def build_router(settings: Settings) -> APIRouter:
         responses={307: {"description": "Redirect to the presigned URL"}, 409: PROBLEM},
     )
     def download_recording(recording_id: uuid.UUID, caller: CallerDep, redirect: bool = False) -> Response:
-        with caller.session() as session:
-            recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-            service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+        """A presigned GET for an available recording; read from the read replica when one is
+        configured, from the primary when the replica has not seen it become available."""
+        recording = routed_read(caller.settings, _downloadable(caller, recording_id))
         url, expires = service.download_link(storage=caller.storage, settings=caller.settings, recording=recording)
         if redirect:
             return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
@@ -134,10 +142,23 @@ def build_router(settings: Settings) -> APIRouter:
     def play_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
         """A short-lived presigned GET for playing an audio or video recording in the page: served
         ``inline`` with the verified media type (anything else is 409; download it instead)."""
-        with caller.session() as session:
-            recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-            service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+        recording = routed_read(caller.settings, _downloadable(caller, recording_id))
         url, expires = service.play_link(storage=caller.storage, settings=caller.settings, recording=recording)
         return model_response(DownloadLink(url=url, expires_at=expires))
 
     return router
+
+
+def _downloadable(caller, recording_id: uuid.UUID):
+    """The routed read behind download and play: the replica answers only for a recording it has
+    ``available``; anything else (not there yet, just completed, restored or verified, pending
+    bytes to verify) is read, and repaired, on the primary."""
+
+    def read(session: Session, on_replica: bool) -> Recording:
+        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+        if on_replica and recording.status != Status.AVAILABLE.value:
+            raise PrimaryNeeded
+        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+        return recording
+
+    return read

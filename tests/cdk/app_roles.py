@@ -126,7 +126,9 @@ def app_roles(synthesized) -> list[AppRole]:
                 continue
             principals = resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
             services = {s for st in principals for s in _as_list(st.get("Principal", {}).get("Service", []))}
-            if "ec2.amazonaws.com" in services:
+            # The app hosts' role; the monitoring host's role (-observability stack) runs no app
+            # code (tests/cdk/test_monitoring_host.py checks its S3 reads).
+            if "ec2.amazonaws.com" in services and not stack.endswith("-observability.template.json"):
                 runs_under[logical_id] = ("ec2", [shlex.join(c) for c in host_commands()])
         for role_id, (kind, runs) in runs_under.items():
             statements = []

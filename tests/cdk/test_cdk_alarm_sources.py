@@ -40,7 +40,10 @@ AWS_METRICS = {
     ),
     "AWS/EC2": (
         {"CPUUtilization", "StatusCheckFailed", "StatusCheckFailed_Instance", "StatusCheckFailed_System"},
-        {"AutoScalingGroupName": ("AWS::AutoScaling::AutoScalingGroup", None)},
+        {
+            "AutoScalingGroupName": ("AWS::AutoScaling::AutoScalingGroup", None),
+            "InstanceId": ("AWS::EC2::Instance", None),  # the monitoring host
+        },
     ),
     "AWS/Lambda": (
         {"Errors", "Throttles", "Duration", "Invocations", "ConcurrentExecutions"},
@@ -59,6 +62,7 @@ AWS_METRICS = {
             "FreeStorageSpace",
             "ReadLatency",
             "WriteLatency",
+            "ReplicaLag",  # read replicas only
         },
         {"DBInstanceIdentifier": ("AWS::RDS::DBInstance", None)},
     ),
@@ -113,7 +117,8 @@ class Sources:
         blocks = []
         for template in self.templates.values():
             for res in template["Resources"].values():
-                if res["Type"] == "AWS::EC2::LaunchTemplate":
+                # A plain EC2 instance's launch template (IMDSv2 only) carries no user data.
+                if res["Type"] == "AWS::EC2::LaunchTemplate" and "UserData" in res["Properties"]["LaunchTemplateData"]:
                     parts = res["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
                     text = "".join(p if isinstance(p, str) else "TOKEN" for p in parts)
                     if f"<<'{marker}'\n" in text:

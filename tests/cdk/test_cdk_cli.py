@@ -62,7 +62,7 @@ def test_cdk_cli_synthesizes_prod_with_cdk_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     templates = {p.name for p in outdir.glob("*.template.json")}
     assert "Recordings-prod-data.template.json" in templates
-    assert len(templates) == 8  # foundation, data, replica, audit, backend, ec2, github, monitoring
+    assert len(templates) == 9  # foundation, data, replica, audit, backend, ec2, github, monitoring, observability
     report = json.loads((outdir / "validation-report.json").read_text())
     nag = {r["pluginName"]: r for r in report["pluginReports"]}["AwsSolutions"]
     assert nag["conclusion"] == "success"

@@ -46,14 +46,16 @@ def test_database_is_encrypted_backed_up_and_private(profile) -> None:
 
 
 def test_database_subnets_are_isolated(profile) -> None:
-    group = _one(profile.resources("data", "AWS::RDS::DBSubnetGroup"))
+    groups = profile.resources("data", "AWS::RDS::DBSubnetGroup")
+    assert len(groups) == 1 + profile.config.database.read_replicas  # the primary's, each replica's
     foundation = profile.template_json("foundation")
     outputs = foundation.get("Outputs", {})
     # Subnet ids come from the foundation stack's isolated ("data") subnets.
-    for ref in group["SubnetIds"]:
-        export = ref["Fn::ImportValue"]
-        output = next(o for o in outputs.values() if o.get("Export", {}).get("Name") == export)
-        assert "VpcdataSubnet" in output["Value"]["Ref"]
+    for group in groups.values():
+        for ref in group["Properties"]["SubnetIds"]:
+            export = ref["Fn::ImportValue"]
+            output = next(o for o in outputs.values() if o.get("Export", {}).get("Name") == export)
+            assert "VpcdataSubnet" in output["Value"]["Ref"]
 
 
 def test_database_ingress_only_from_app_security_groups(profile) -> None:
@@ -66,7 +68,10 @@ def test_database_ingress_only_from_app_security_groups(profile) -> None:
     for rule in to_db:
         assert "SourceSecurityGroupId" in rule
         assert "CidrIp" not in rule
-    assert len(to_db) == 3 if profile.config.features.rds_proxy else len(to_db) == 2
+    # EC2 and Lambda (or the proxy, and Lambda to the proxy) to the primary; EC2 and Lambda to
+    # the replicas' security group when there are replicas.
+    expected = (3 if profile.config.features.rds_proxy else 2) + (2 if profile.config.database.read_replicas else 0)
+    assert len(to_db) == expected
 
 
 def test_rds_proxy_follows_the_flag(profile) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 EXPECTED_STACKS = {
-    "dev": {"foundation", "data", "audit", "backend", "ec2", "github", "monitoring"},
-    "prod": {"foundation", "data", "replica", "audit", "backend", "ec2", "github", "monitoring"},
+    "dev": {"foundation", "data", "audit", "backend", "ec2", "github", "monitoring", "observability"},
+    "prod": {"foundation", "data", "replica", "audit", "backend", "ec2", "github", "monitoring", "observability"},
 }
 
 

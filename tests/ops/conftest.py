@@ -75,3 +75,36 @@ def exported_metric_names(tmp_path_factory) -> set[str]:
     names = {sample.name for family in text_string_to_metric_families(body) for sample in family.samples}
     engine.dispose()
     return names
+
+
+@pytest.fixture(scope="session")
+def node_exporter_metric_names() -> set[str]:
+    """Sample names a real node exporter exposes on this machine (Debian's
+    prometheus-node-exporter, the same collectors and names as the image on the app instances)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    process = subprocess.Popen(
+        [tool("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(10)
+    return {sample.name for family in text_string_to_metric_families(body) for sample in family.samples}

@@ -18,7 +18,9 @@ def _dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
 
 
-def test_every_panel_queries_an_exported_metric(exported_metric_names):
+def test_every_panel_queries_an_exported_metric(exported_metric_names, node_exporter_metric_names):
+    """App panels query the service's registry; host panels (job "node") query names a real node
+    exporter exposes."""
     panels = _dashboard()["panels"]
     assert panels
     for panel in panels:
@@ -27,8 +29,31 @@ def test_every_panel_queries_an_exported_metric(exported_metric_names):
         for target in targets:
             used = promql_metric_names(target["expr"])
             assert used, f"panel {panel['title']!r}: query without a metric: {target['expr']}"
-            unknown = used - exported_metric_names - PROMETHEUS_SYNTHETIC
-            assert not unknown, f"panel {panel['title']!r} queries metrics the app does not export: {unknown}"
+            exporter = "node exporter" if 'job="node"' in target["expr"] else "the app"
+            known = node_exporter_metric_names if exporter == "node exporter" else exported_metric_names
+            unknown = used - known - PROMETHEUS_SYNTHETIC
+            assert not unknown, f"panel {panel['title']!r} queries metrics {exporter} does not export: {unknown}"
+
+
+def test_the_runbook_host_panels_are_present():
+    """CPU, memory, disk space, disk I/O and network I/O of the app instances (node exporter)."""
+    host = {
+        panel["title"]: " ".join(t["expr"] for t in panel["targets"])
+        for panel in _dashboard()["panels"]
+        if all('job="node"' in t["expr"] for t in panel["targets"])
+    }
+    joined = " ".join(host.values())
+    for metric in (
+        "node_cpu_seconds_total",
+        "node_memory_MemAvailable_bytes",
+        "node_filesystem_avail_bytes",
+        "node_disk_read_bytes_total",
+        "node_disk_written_bytes_total",
+        "node_network_receive_bytes_total",
+        "node_network_transmit_bytes_total",
+    ):
+        assert metric in joined, metric
+    assert len(host) >= 5
 
 
 def test_the_runbook_panels_are_present():
