@@ -133,54 +133,56 @@ def server_url(port: int = DEFAULT_PORT) -> str:
 
 
 def ensure_running(port: int = DEFAULT_PORT) -> str:
-    """Start the PostgreSQL 18 cluster on 127.0.0.1:``port`` unless it runs; return its URL."""
+    """Start the PostgreSQL 18 cluster on 127.0.0.1:``port`` unless it runs; return its URL.
+
+    The cluster holds nothing worth keeping (each run makes and drops its own database): when it
+    will not start (a server killed mid-write, a stale lock file), it is made anew, once.
+    """
     if _port_open(port):
         return server_url(port)
-    bin_dir = _bin_dir()
-    user = _run_as()
-    pgdata = data_dir(port)
+    pgdata, user = data_dir(port), _run_as()
     if not (pgdata / "PG_VERSION").exists():
-        shutil.rmtree(pgdata, ignore_errors=True)
-        pgdata.mkdir(parents=True)
-        _own(pgdata, user)
-        subprocess.run(
-            [bin_dir / "initdb", "-D", pgdata, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync"],
-            check=True,
-            user=user,
-            stdout=subprocess.DEVNULL,
+        _init_cluster(pgdata, user)
+    try:
+        _start(pgdata, port, user)
+    except subprocess.CalledProcessError:
+        _init_cluster(pgdata, user)
+        _start(pgdata, port, user)
+    return server_url(port)
+
+
+def _init_cluster(pgdata: Path, user: str | None) -> None:
+    shutil.rmtree(pgdata, ignore_errors=True)
+    pgdata.mkdir(parents=True)
+    _own(pgdata, user)
+    subprocess.run(
+        [_bin_dir() / "initdb", "-D", pgdata, "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        check=True,
+        user=user,
+        stdout=subprocess.DEVNULL,
+    )
+    with (pgdata / "postgresql.conf").open("a") as conf:
+        conf.write(
+            "\n# recordings test cluster\n"
+            "listen_addresses = '127.0.0.1'\n"
+            "max_connections = 300\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            "wal_level = replica\nmax_wal_senders = 5\n"
         )
-        with (pgdata / "postgresql.conf").open("a") as conf:
-            conf.write(
-                "\n# recordings test cluster\n"
-                "listen_addresses = '127.0.0.1'\n"
-                "max_connections = 300\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                "wal_level = replica\nmax_wal_senders = 5\n"
-            )
-        with (pgdata / "pg_hba.conf").open("a") as hba:
-            hba.write("host replication all 127.0.0.1/32 trust\n")
-        _own(pgdata, user)
+    with (pgdata / "pg_hba.conf").open("a") as hba:
+        hba.write("host replication all 127.0.0.1/32 trust\n")
+    _own(pgdata, user)
+
+
+def _start(pgdata: Path, port: int, user: str | None) -> None:
     log = pgdata / "server.log"
     subprocess.run(
-        [
-            bin_dir / "pg_ctl",
-            "-D",
-            pgdata,
-            "-l",
-            log,
-            "-o",
-            f"-p {port} -k {pgdata}",
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
+        [_bin_dir() / "pg_ctl", "-D", pgdata, "-l", log, "-o", f"-p {port} -k {pgdata}", "-w", "-t", "60", "start"],
         check=True,
         user=user,
         stdout=subprocess.DEVNULL,
     )
     _wait_for_port(port, 30, "PostgreSQL 18", log)
-    return server_url(port)
 
 
 def stop(port: int = DEFAULT_PORT) -> None:
