@@ -28,6 +28,7 @@ from cdk.constructs.ec2_user_data import (  # noqa: F401 - CWAGENT_NAMESPACE is 
 )
 from cdk.constructs.functions import REPO_ROOT
 from cdk.constructs.monitoring_host import node_exporter_commands
+from cdk.constructs.network import encrypted_root_volume
 from cdk.constructs.storage import secure_bucket
 from cdk.nag import acknowledge
 
@@ -203,17 +204,7 @@ class Ec2Service(Construct):
             # The container reaches IMDSv2 for the instance role through one extra network hop.
             http_put_response_hop_limit=2,
             detailed_monitoring=True,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name="/dev/xvda",
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        config.root_volume_gib,
-                        encrypted=True,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
+            block_devices=[encrypted_root_volume(config.root_volume_gib)],
         )
         self.asg = autoscaling.AutoScalingGroup(
             self,

@@ -22,6 +22,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from cdk.config import MonitoringHostConfig
+from cdk.constructs.network import encrypted_root_volume
 from cdk.nag import acknowledge
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -311,17 +312,7 @@ class MonitoringHost(Construct):
             user_data_causes_replacement=True,
             require_imdsv2=True,
             detailed_monitoring=True,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name="/dev/xvda",
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        config.root_volume_gib,
-                        encrypted=True,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
+            block_devices=[encrypted_root_volume(config.root_volume_gib)],
         )
         # CloudFormation takes the AZ from the subnet; a literal AZ in the template is a lint warning.
         cfn_instance = self.instance.node.default_child

@@ -80,3 +80,13 @@ class Network(Construct):
                     "The endpoint's security group admits HTTPS from the VPC's own CIDR only; cdk-nag "
                     "cannot evaluate the CIDR because it is a token.",
                 )
+
+
+def encrypted_root_volume(size_gib: int) -> ec2.BlockDevice:
+    """An Amazon Linux host's root volume: encrypted gp3, deleted with the instance."""
+    return ec2.BlockDevice(
+        device_name="/dev/xvda",
+        volume=ec2.BlockDeviceVolume.ebs(
+            size_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3, delete_on_termination=True
+        ),
+    )
