@@ -6,7 +6,6 @@ are skipped when that browser or the web/ packages (axe-core) are not installed.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import MiB, Tenant, make_settings, new_tenant
+from tests.pg_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -32,12 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -56,7 +50,7 @@ def live_server(migrated: str, s3_endpoint: str) -> Iterator[LiveServer]:
     from service.devrun import prepare_bucket
     from service.main import create_app
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     # 5 MiB parts, the smallest S3 allows, so a 16 MiB file is a 4-part upload.
     settings = make_settings(

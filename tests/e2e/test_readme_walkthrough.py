@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg_server import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _walkthrough() -> str:
@@ -28,7 +23,7 @@ def _walkthrough() -> str:
 
 @pytest.fixture
 def local_run(tmp_path):
-    api_port, s3_port = _free_port(), _free_port()
+    api_port, s3_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_", "S3_"))}
     env["PYTHONPATH"] = str(ROOT)
     process = subprocess.Popen(

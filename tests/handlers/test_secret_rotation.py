@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.db import get_engine, is_authentication_failure, reset_engine
 from tests.conftest import make_settings
+from tests.pg_server import free_port
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
 
@@ -25,12 +25,6 @@ ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0123-AbCdEf"
 def _bindir() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return os.path.dirname(found[-1]) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def password_server() -> Iterator[int]:
     if as_postgres:  # initdb refuses to run as root: the cluster belongs to postgres
         for path in (home, pwfile):
             shutil.chown(path, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         [*as_postgres, f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "scram-sha-256", f"--pwfile={pwfile}"],
         check=True,
