@@ -20,7 +20,7 @@ import time
 from sqlalchemy import create_engine, text
 
 from bench.run import bench_database
-from service import db
+from service.core import db
 
 ROUNDS = 5
 CYCLES = 3000

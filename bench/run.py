@@ -52,7 +52,7 @@ def free_port() -> int:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    from service.db import dispose_engines
+    from service.core.db import dispose_engines
     from service.devrun import scratch_database
 
     with scratch_database(BASE_URL, "recordings_bench") as url:
@@ -212,10 +212,10 @@ def seed(database_url: str, bucket: str, s3_endpoint: str, *, tenant: str = "ben
     """API key for ``tenant`` and ``count`` available recordings owned by it."""
     from sqlalchemy import create_engine, text
 
-    from service import migrate
     from service.auth.api_keys import create_api_key
-    from service.config import Settings
-    from service.db import session_scope
+    from service.core import migrate
+    from service.core.db import session_scope
+    from service.core.settings import Settings
 
     settings = Settings(
         environment="bench",
@@ -391,7 +391,7 @@ def measure_lambda(figure: Figure, ctx: dict, samples: int = 400) -> None:
     import httpx
 
     from handlers import api as lambda_api
-    from service.main import create_app
+    from service.api.app import create_app
 
     settings, token, rid = ctx["settings"], ctx["token"], ctx["ids"][0]
     app = create_app(settings)
@@ -446,9 +446,9 @@ def measure_lambda(figure: Figure, ctx: dict, samples: int = 400) -> None:
 
 
 def measure_presign(figure: Figure, ctx: dict, rounds: int = 30) -> None:
+    from service.core.storage import Storage, s3_client
     from service.recordings.models import Recording
-    from service.storage import Storage, s3_client
-    from service.uploads.service import presign_parts
+    from service.recordings.uploads import presign_parts
 
     settings = ctx["settings"]
     storage = Storage.from_settings(settings)
@@ -494,8 +494,8 @@ def measure_table_growth(figures: dict[str, Figure], ctx: dict, rounds: int = 7,
     from pydantic import SecretStr
     from sqlalchemy import create_engine, text
 
-    from service import migrate
-    from service.main import create_app
+    from service.api.app import create_app
+    from service.core import migrate
 
     settings, token = ctx["settings"], ctx["token"]
     rid = ctx["ids"][len(ctx["ids"]) // 2]
@@ -567,7 +567,7 @@ FROM generate_series(1, 999000) AS g
 def measure_wire_bytes(figure: Figure, ctx: dict) -> None:
     import httpx
 
-    from service.main import create_app
+    from service.api.app import create_app
 
     settings = ctx["settings"].model_copy(update={"multipart_threshold_bytes": 5 * MiB})
     app = create_app(settings)

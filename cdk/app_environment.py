@@ -1,4 +1,4 @@
-"""The application's environment variables (the contract in service/config.py), in one place."""
+"""The application's environment variables (the contract in service/core/settings.py), in one place."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def app_environment(
     if public_base_url:
         env["PUBLIC_BASE_URL"] = public_base_url
     if database_read_host:
-        # The replicas' own endpoints, with the app's secret (service/read_routing.py).
+        # The replicas' own endpoints, with the app's secret (service/web/read_routing.py).
         env.update(
             DATABASE_READ_HOST=database_read_host,
             DATABASE_READ_PORT=str(config.database.port),

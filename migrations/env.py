@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from service.config import get_settings
-from service.db import database_url, owner_settings
+from service.core.db import database_url, owner_settings
+from service.core.settings import get_settings
 from service.models import Base
 
 config = context.config

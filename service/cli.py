@@ -6,19 +6,19 @@ import argparse
 import os
 import sys
 
-from service.config import get_settings
+from service.core.settings import get_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service import metrics
-    from service.logging_config import logging_dict
+    from service.observability import metrics
+    from service.observability.logging import logging_dict
 
     settings = get_settings()
     metrics.prepare_multiprocess_dir()
     uvicorn.run(
-        "service.main:create_app",
+        "service.api.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from service import migrate
+    from service.core import migrate
 
     migrate.upgrade(get_settings(), args.revision)
     print(f"database at revision {migrate.current_revision(get_settings())}")
@@ -42,7 +42,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _api_keys(args: argparse.Namespace) -> int:
     from service.auth import api_keys
-    from service.db import session_scope
+    from service.core.db import session_scope
 
     with session_scope(get_settings()) as session:
         if args.action == "create":
@@ -71,18 +71,12 @@ def _api_keys(args: argparse.Namespace) -> int:
 
 
 def _reap(_args: argparse.Namespace) -> int:
-    from service.browser.sessions import delete_expired_sessions
-    from service.db import session_scope
-    from service.storage import Storage
-    from service.uploads.service import reap
+    from service.recordings.jobs import reap_stale_uploads
 
-    settings = get_settings()
-    with session_scope(settings) as session:
-        result = reap(session=session, storage=Storage.from_settings(settings), settings=settings)
-        sessions = delete_expired_sessions(session)
+    summary = reap_stale_uploads(get_settings())
     print(
-        f"examined {result.examined} stale pending uploads, expired {result.expired}; "
-        f"swept {result.swept} settled keys; removed {sessions} expired browser sessions"
+        f"examined {summary.examined} stale pending uploads, expired {summary.expired}; "
+        f"swept {summary.swept} settled keys; removed {summary.expired_sessions} expired browser sessions"
     )
     return 0
 
@@ -129,9 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--s3-port", type=int, default=9000)
     dev.set_defaults(func=_dev)
 
-    from service.backup import register_cli
-
-    register_cli(commands)
     return parser
 
 

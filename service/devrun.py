@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.config import LOCAL_BUCKET, LOCAL_DATABASE_URL, Settings
+from service.core.settings import LOCAL_BUCKET, LOCAL_DATABASE_URL, Settings
 
 LOCAL_OWNER = "dev"
 
@@ -38,7 +38,7 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from service.db import with_driver
+    from service.core.db import with_driver
 
     server = with_driver(make_url(server_url))
     name = f"{prefix}_{secrets.token_hex(4)}"
@@ -57,7 +57,7 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
 
 def prepare_bucket(settings: Settings, origins: list[str]) -> None:
     """Create the bucket as production has it: versioned, with CORS for the browser origins."""
-    from service.storage import s3_client
+    from service.core.storage import s3_client
 
     client = s3_client(settings)
     existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
@@ -83,11 +83,11 @@ def prepare_bucket(settings: Settings, origins: list[str]) -> None:
 def run_local(*, host: str, port: int, s3_port: int) -> int:
     import uvicorn
 
-    from service import migrate
+    from service.api.app import create_app
     from service.auth.api_keys import create_api_key
-    from service.db import session_scope
-    from service.logging_config import configure_logging
-    from service.main import create_app
+    from service.core import migrate
+    from service.core.db import session_scope
+    from service.observability.logging import configure_logging
 
     Path(".local").mkdir(exist_ok=True)
     Path(".local/recordings.db").unlink(missing_ok=True)

@@ -29,7 +29,7 @@ os.environ.update(
 for leaked in ("AWS_PROFILE", "DATABASE_URL", "DATABASE_SECRET_ARN", "S3_BUCKET", "S3_ENDPOINT_URL"):
     os.environ.pop(leaked, None)
 
-from service.config import Settings  # noqa: E402
+from service.core.settings import Settings  # noqa: E402
 
 BASE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MiB = 1024 * 1024
@@ -42,7 +42,7 @@ def _run_database() -> Iterator[tuple[str, str]]:
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from service.db import dispose_engines, with_driver
+    from service.core.db import dispose_engines, with_driver
     from service.devrun import scratch_database
 
     role = f"recordings_app_{uuid.uuid4().hex[:8]}"
@@ -102,7 +102,7 @@ def make_settings(database_url: str, s3_endpoint: str, **overrides) -> Settings:
 @pytest.fixture(scope="session")
 def migrated(database_url: str, owner_database_url: str, s3_endpoint: str) -> str:
     """Migrate as the owner; the migration creates the app role. Returns the app's URL."""
-    from service import migrate
+    from service.core import migrate
 
     migrate.upgrade(make_settings(database_url, s3_endpoint, database_migration_url=owner_database_url))
     return database_url
@@ -114,7 +114,7 @@ def owner_engine(migrated: str, owner_database_url: str):
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
-    from service.db import with_driver
+    from service.core.db import with_driver
 
     engine = create_engine(with_driver(make_url(owner_database_url)))
     yield engine
@@ -138,14 +138,14 @@ def settings(migrated: str, s3_endpoint: str, owner_engine) -> Iterator[Settings
 
 @pytest.fixture
 def s3(settings: Settings):
-    from service.storage import s3_client
+    from service.core.storage import s3_client
 
     return s3_client(settings)
 
 
 @pytest.fixture
 def app(settings: Settings):
-    from service.main import create_app
+    from service.api.app import create_app
 
     return create_app(settings)
 
@@ -178,7 +178,7 @@ class Tenant:
 
 def new_tenant(settings: Settings, name: str) -> Tenant:
     from service.auth.api_keys import create_api_key
-    from service.db import session_scope
+    from service.core.db import session_scope
 
     with session_scope(settings) as session:
         return Tenant(name=name, token=create_api_key(session, owner=name, name="test").token)

@@ -13,7 +13,7 @@ from cdk.config import DatabaseConfig
 
 POSTGRES_VERSION = rds.PostgresEngineVersion.VER_18_3  # current major
 PROXY_PORT = 5432  # RDS Proxy always listens on the engine's default port
-# The application's own login role, created and granted by the migration (service/migrate.py).
+# The application's own login role, created and granted by the migration (service/core/migrate.py).
 APP_USERNAME = "recordings_app"
 # Where the images keep the CA bundle for sslmode=verify-full: the RDS global bundle (instances)
 # plus the public roots (RDS Proxy presents an ACM certificate). See the Dockerfile.

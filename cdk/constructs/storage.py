@@ -40,7 +40,7 @@ class BucketAccess:
         )
 
 
-# A recording's key is "<tenant>/<recording id>" (a UUID, service/uploads/service.py s3_key_for),
+# A recording's key is "<tenant>/<recording id>" (a UUID, service/recordings/uploads.py s3_key_for),
 # and the app lists the versions of one key at a time (purge, restore): never the whole bucket.
 RECORDING_KEY_PREFIX = "*/????????-????-????-????-????????????"
 
@@ -73,16 +73,16 @@ REAPER_ACCESS = BucketAccess(
 
 
 # S3 refusing the app (permissions or configuration), counted for the StorageRejected alarm. The
-# Lambda path emits it as EMF (service/lambda_runtime.py: namespace "Recordings", dimension
-# service); the server path logs it (service/storage.py, logger service.storage at ERROR), and a
+# Lambda path emits it as EMF (handlers/runtime.py: namespace "Recordings", dimension
+# service); the server path logs it (service/core/storage.py, logger service.core.storage at ERROR), and a
 # metric filter on the container logs counts those lines (same namespace and name, no dimension).
 APP_METRICS_NAMESPACE = "Recordings"
 STORAGE_REJECTED_METRIC = "StorageRejected"
-STORAGE_REJECTED_LOG = {"$.logger": "service.storage", "$.level": "ERROR"}
+STORAGE_REJECTED_LOG = {"$.logger": "service.core.storage", "$.level": "ERROR"}
 
 
 def count_storage_rejections(log_group: logs.ILogGroup, period: Duration) -> cloudwatch.IMetric:
-    """A metric filter on the server's JSON logs (service/logging_config.py) counting refused S3 calls."""
+    """A metric filter on the server's JSON logs (service/observability/logging.py) counting refused S3 calls."""
     metric_filter = log_group.add_metric_filter(
         STORAGE_REJECTED_METRIC,
         filter_pattern=logs.FilterPattern.all(

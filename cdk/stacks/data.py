@@ -117,7 +117,7 @@ class DataStack(Stack):
                 replica,
                 "AwsSolutions-RDS3",
                 "A read replica is itself redundancy for reads: when it fails, the app reads from the "
-                "multi-AZ primary (service/read_routing.py). Multi-AZ would double its cost for no gain.",
+                "multi-AZ primary (service/web/read_routing.py). Multi-AZ would double its cost for no gain.",
             )
             acknowledge(
                 replica,

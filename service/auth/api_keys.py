@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.auth.models import ApiKey
 from service.auth.principal import Principal, valid_tenant
-from service.timeutil import as_utc, utcnow
+from service.core.clock import as_utc, utcnow
 
 KEY_SCHEME = "rk"
 # A verified key is trusted for this long without a database round trip; revocation in this
@@ -67,7 +67,7 @@ def revoke_api_key(session: Session, *, prefix: str) -> Revoked | None:
     """Revoke the key and end the browser sessions made with it, in one transaction; None when
     no active key has this prefix. Other processes stop trusting the key within
     VERIFIED_CACHE_SECONDS; its sessions end everywhere at once (each request reads them)."""
-    from service.browser.sessions import end_sessions_of_key
+    from service.auth.sessions import end_sessions_of_key
 
     key_id = session.execute(
         update(ApiKey)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import jwt
 
 from service.auth.principal import Principal
-from service.config import Settings
+from service.core.settings import Settings
 
 log = logging.getLogger("service.auth")
 

@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base
-from service.timeutil import utcnow
+from service.core.clock import utcnow
+from service.core.db import Base
 
 
 class ApiKey(Base):

@@ -17,13 +17,13 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
-from service.config import Settings
-from service.errors import Conflict, InvalidRequest, NotFound
+from service.core.problems import Conflict, InvalidRequest, NotFound
+from service.core.settings import Settings
+from service.core.storage import Storage
 from service.recordings import service as recordings
+from service.recordings import uploads
 from service.recordings.models import Recording, Status
 from service.recordings.schemas import BrowserUpload
-from service.storage import Storage
-from service.uploads import service as uploads
 
 # Fields Uppy keeps in every file's meta for itself; they are not the user's metadata.
 UPPY_META_FIELDS = frozenset({"size", "name", "type", "relativePath"})

@@ -9,8 +9,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.config import Settings
-from service.deps import SettingsDep
+from service.core.settings import Settings
+from service.web.deps import SettingsDep
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)

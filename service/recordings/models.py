@@ -9,8 +9,8 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Integ
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base
-from service.timeutil import utcnow
+from service.core.clock import utcnow
+from service.core.db import Base
 
 
 class Status(enum.StrEnum):

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.errors import describe_pattern
+from service.core.problems import describe_pattern
 from service.recordings.models import Status
 
 MAX_FILENAME_CHARS = 1024  # hard schema bound; the configured limit (default 255) applies on top

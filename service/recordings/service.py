@@ -14,10 +14,13 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service import events, limits
 from service.auth.principal import Principal
-from service.config import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, Settings
-from service.errors import Conflict, InvalidRequest, NotFound
+from service.core.clock import as_utc, utcnow
+from service.core.problems import Conflict, InvalidRequest, NotFound
+from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, Settings
+from service.core.storage import Storage, expires_at
+from service.observability import lifecycle as events
+from service.recordings import pending, uploads
 from service.recordings.models import Recording, Status, UploadMethod
 from service.recordings.schemas import (
     CURSOR_PATTERN,
@@ -31,9 +34,6 @@ from service.recordings.schemas import (
     metadata_bytes,
     stored_metadata_is_servable,
 )
-from service.storage import Storage, expires_at
-from service.timeutil import as_utc, utcnow
-from service.uploads import service as uploads
 
 log = logging.getLogger("service.recordings")
 
@@ -200,7 +200,7 @@ def open_upload(
             slug="content-type-not-allowed",
         )
     check_metadata_size(data.metadata, settings)
-    limits.enforce_pending_cap(connection, settings, principal.tenant)
+    pending.enforce_pending_cap(connection, settings, principal.tenant)
     recording_id = uuid.uuid4()
     key = uploads.s3_key_for(principal.tenant, recording_id)
     now = utcnow()
@@ -247,7 +247,7 @@ def open_upload(
         )
         opened = OpenedUpload(url=post["url"], fields=post["fields"])
     try:
-        with limits.pending_slot(connection, settings, principal.tenant):
+        with pending.pending_slot(connection, settings, principal.tenant):
             connection.execute(_INSERT, row)
     except Exception:
         if row["upload_id"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import Settings
+from service.core.settings import Settings
 from tests.conftest import through_pooler
 
 

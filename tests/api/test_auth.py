@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.api.app import create_app
 from service.auth.api_keys import revoke_api_key
 from service.auth.jwt_tokens import jwt_tenant
-from service.db import session_scope
-from service.main import create_app
+from service.core.db import session_scope
 from tests.conftest import make_settings, new_tenant
 
 ISSUER = "https://issuer.test/pool"

@@ -4,7 +4,7 @@ import time
 
 from fastapi.testclient import TestClient
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.conftest import make_settings
 
 

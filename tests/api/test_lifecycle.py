@@ -6,17 +6,17 @@ from datetime import timedelta
 
 import pytest
 
-from service.db import session_scope
-from service.storage import Storage
-from service.timeutil import utcnow
-from service.uploads.service import reap
+from service.core.clock import utcnow
+from service.core.db import session_scope
+from service.core.storage import Storage
+from service.recordings.uploads import reap
 from tests.api.uploading import MiB, complete, create, payload, put_parts, upload_single
 
 
 @pytest.fixture
 def transitions(monkeypatch):
     recorded = Counter()
-    monkeypatch.setattr("service.metrics.record_upload", lambda outcome: recorded.update([outcome]))
+    monkeypatch.setattr("service.observability.metrics.record_upload", lambda outcome: recorded.update([outcome]))
     return recorded
 
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from service.browser.models import BrowserSession
-from service.db import session_scope
-from service.timeutil import utcnow
+from service.auth.session_models import BrowserSession
+from service.core.clock import utcnow
+from service.core.db import session_scope
 
 OWN_ORIGIN = "http://127.0.0.1:8000"  # the settings' PUBLIC_BASE_URL
 BODY = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10}
@@ -163,7 +163,7 @@ def test_a_key_revoked_elsewhere_cannot_mint_a_session_even_while_cached(client,
 
 def test_the_reaper_removes_expired_sessions(client, alice, bob, settings):
 
-    from service.browser.sessions import delete_expired_sessions
+    from service.auth.sessions import delete_expired_sessions
 
     sign_in(client, alice)
     with session_scope(settings) as session:

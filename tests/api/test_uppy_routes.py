@@ -287,7 +287,7 @@ def test_another_tenants_session_cannot_touch_the_upload(app, client, alice, bob
 def test_parts_adding_up_to_more_than_the_largest_upload_fail_the_recording(settings, alice, s3):
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.api.app import create_app
 
     small = settings.model_copy(update={"max_upload_bytes": 6 * MiB})
     with TestClient(create_app(small)) as client:

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from service.db import session_scope
+from service.core.db import session_scope
 from service.recordings.models import Recording
 
 VALID = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 100}

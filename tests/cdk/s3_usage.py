@@ -2,7 +2,7 @@
 
 Every call of an S3 client method in ``service/`` and ``handlers/`` (direct, through
 ``Storage._call("operation", ...)``, or presigned with ``generate_presigned_url("operation")`` and
-``generate_presigned_post``), with the IAM actions it needs (``service.storage.S3_ACTIONS``, in
+``generate_presigned_post``), with the IAM actions it needs (``service.core.storage.S3_ACTIONS``, in
 their ``*Version`` form when the call names a ``VersionId``), and which of them an entry point
 reaches: a Lambda handler, the HTTP API, a command of ``python -m service``.
 
@@ -24,11 +24,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.storage import iam_actions
+from service.core.storage import iam_actions
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "handlers")
-STORAGE_CLASS = "service.storage:Storage"
+STORAGE_CLASS = "service.core.storage:Storage"
 PRESIGN_POST = "generate_presigned_post"
 PRESIGN_URL = "generate_presigned_url"
 DISPATCH = "_call"  # Storage._call("operation", **params)
@@ -49,15 +49,15 @@ def s3_operations() -> frozenset[str]:
 class S3Call:
     operation: str
     versioned: bool | None  # True: names a VersionId; False: never; None: only sometimes
-    where: str  # "service/storage.py:123 Storage.purge"
+    where: str  # "service/core/storage.py:123 Storage.purge"
 
     @property
     def actions(self) -> frozenset[str]:
-        from service.storage import S3_ACTIONS
+        from service.core.storage import S3_ACTIONS
 
         if self.operation not in S3_ACTIONS:
             raise AssertionError(
-                f"{self.where} calls S3 {self.operation}, which service.storage.S3_ACTIONS does not map "
+                f"{self.where} calls S3 {self.operation}, which service.core.storage.S3_ACTIONS does not map "
                 "to its IAM action(s): add it there, then grant it in cdk/constructs/storage.py"
             )
         if self.versioned is None:

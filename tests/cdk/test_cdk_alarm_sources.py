@@ -6,7 +6,7 @@ alarm's namespace, metric name and dimensions are matched against an emitter:
 - the CloudWatch agent configuration in the instances' user data (``CWAgent``), including the
   ``ec2:DescribeTags`` permission the agent needs to append the Auto Scaling group's name;
 - the embedded metric format the Lambda code writes (Powertools ``Metrics`` in
-  ``service/lambda_runtime.py``);
+  ``handlers/runtime.py``);
 - AWS service metrics, whose dimensions must resolve (through references, exports or SSM
   parameters) to a resource of the kind that publishes them, in some stack of the profile.
 """
@@ -159,12 +159,14 @@ def _agent_metrics(sources: Sources) -> tuple[str, set[str], list[set[str]]] | N
 
 
 def _emf_metrics() -> tuple[str, str, set[str]]:
-    """Namespace default, service default and metric names the Lambda code can emit."""
-    tree = ast.parse((REPO_ROOT / "service" / "lambda_runtime.py").read_text())
+    """Namespace default, service default and metric names the Lambda code can emit: the EMF
+    listener (service/observability/emf.py) and every handler that counts through it."""
+    emf_source = REPO_ROOT / "service" / "observability" / "emf.py"
+    trees = [ast.parse(path.read_text()) for path in [emf_source, *sorted((REPO_ROOT / "handlers").glob("*.py"))]]
     dicts: dict[str, ast.Dict] = {}
     namespace = service = None
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(trees[0]):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
             for target in node.targets:
                 if isinstance(target, ast.Name):
@@ -175,9 +177,17 @@ def _emf_metrics() -> tuple[str, str, set[str]]:
                     namespace = ast.literal_eval(kw.value.args[1])
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SERVICE_NAME" for t in node.targets):
             service = ast.literal_eval(node.value.args[1])
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_metric":
-            (name_arg,) = [kw.value for kw in node.keywords if kw.arg == "name"]
+    for tree in trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            called = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            if called == "add_metric":
+                (name_arg,) = [kw.value for kw in node.keywords if kw.arg == "name"]
+            elif called == "count" and len(node.args) == 1:
+                (name_arg,) = node.args
+            else:
+                continue
             if isinstance(name_arg, ast.Constant):
                 names.add(name_arg.value)
             elif isinstance(name_arg, ast.Subscript) and isinstance(name_arg.value, ast.Name):

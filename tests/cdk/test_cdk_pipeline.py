@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.backup import CANARY_PREFIX, temp_instance_id
+from ops.backup.verify import CANARY_PREFIX, temp_instance_id
 from tests.cdk.conftest import DEPLOY_CONTEXT, Synthesized
 
 REPOSITORY = "recordings-service/recordings-service"
@@ -114,7 +114,7 @@ def test_backup_verification_role_touches_only_temporary_instances(prod: Synthes
     (statement,) = destructive
     assert ":db:*-verify-*" in _flat(statement["Resource"])
     assert statement["Condition"]["StringEquals"] == {"aws:ResourceTag/purpose": "backup-verification"}
-    # The pattern matches what service/backup.py names its temporary instances.
+    # The pattern matches what ops/backup/verify.py names its temporary instances.
     assert "-verify-" in temp_instance_id("recordings-prod-db")
     objects = [s for s in statements if "s3:DeleteObjectVersion" in _actions(s)]
     assert objects

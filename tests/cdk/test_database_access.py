@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from cdk.constructs.database import APP_USERNAME, DB_CA_BUNDLE, ROTATION_DAYS
-from service import migrate
-from service.config import Settings
-from service.db import get_engine, owner_settings, reset_engine
+from service.core import migrate
+from service.core.db import get_engine, owner_settings, reset_engine
+from service.core.settings import Settings
 from service.devrun import scratch_database
 from tests.conftest import BASE_DATABASE_URL, pooler_users
 from tests.pg_server import pgbouncer

@@ -1,7 +1,7 @@
 """Each role that runs the service's code has exactly the S3 actions that code calls.
 
 The S3 calls come from reading the code (tests/cdk/s3_usage.py), the IAM action of each from
-``service.storage.S3_ACTIONS``, the roles and what runs under them from the synthesized templates
+``service.core.storage.S3_ACTIONS``, the roles and what runs under them from the synthesized templates
 (tests/cdk/app_roles.py). A call no role can make is a missing permission; a granted action no code
 reached from that role calls is one too many.
 """
@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from service import backup
-from service.storage import BUCKET_OPERATIONS, S3_ACTIONS
-from service.uploads.service import s3_key_for
+from ops.backup import verify as backup
+from service.core.storage import BUCKET_OPERATIONS, S3_ACTIONS
+from service.recordings.uploads import s3_key_for
 from tests.cdk.app_roles import MANAGED_WITHOUT_S3, app_roles, recordings_bucket_name
 from tests.cdk.s3_usage import CodeGraph, needed_actions
 

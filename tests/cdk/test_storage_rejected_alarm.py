@@ -10,9 +10,9 @@ import re
 
 from botocore.exceptions import ClientError
 
-from service import lambda_runtime
-from service.logging_config import JsonFormatter
-from service.storage import storage_failure
+from service.observability import emf
+from service.core.storage import storage_failure
+from service.observability.logging import JsonFormatter
 
 
 def _alarm(profile) -> dict:
@@ -36,9 +36,9 @@ def test_alarm_fires_on_the_first_refused_call(profile) -> None:
     assert expression == " + ".join(f"FILL({name}, 0)" for name in stats)
 
     functions = stats["functions"]["Metric"]
-    assert functions["Namespace"] == lambda_runtime.metrics.namespace
-    assert functions["MetricName"] == lambda_runtime._COUNTED["storage.rejected"]
-    assert functions["Dimensions"] == [{"Name": "service", "Value": lambda_runtime.SERVICE_NAME}]
+    assert functions["Namespace"] == emf.metrics.namespace
+    assert functions["MetricName"] == emf.COUNTED["storage.rejected"]
+    assert functions["Dimensions"] == [{"Name": "service", "Value": emf.SERVICE_NAME}]
     assert ("server" in stats) == profile.config.features.ec2_service
 
 
@@ -46,7 +46,7 @@ def _refused_log_line() -> dict:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("service.storage")
+    logger = logging.getLogger("service.core.storage")
     logger.addHandler(handler)
     try:
         error = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "DeleteObject")

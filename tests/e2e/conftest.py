@@ -47,8 +47,8 @@ class LiveServer:
 def live_server(migrated: str, s3_endpoint: str) -> Iterator[LiveServer]:
     import uvicorn
 
+    from service.api.app import create_app
     from service.devrun import prepare_bucket
-    from service.main import create_app
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from service.db import session_scope
+from service.core.db import session_scope
 from service.recordings.models import Recording
 from tests.conftest import MiB
 

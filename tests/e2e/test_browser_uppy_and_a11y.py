@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from service.db import session_scope
+from service.core.db import session_scope
 from service.recordings.models import Recording
 from tests.e2e.conftest import ROOT, axe_source
 from tests.e2e.test_browser_upload import sign_in

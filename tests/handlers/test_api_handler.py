@@ -138,11 +138,11 @@ def test_binary_request_bodies_arrive_base64_encoded(app, alice):
 
 
 def test_two_invocations_reuse_the_engine_and_the_s3_client(app, alice, monkeypatch):
-    import service.db
-    import service.storage
+    import service.core.db
+    import service.core.storage
 
     built = {"engines": 0, "clients": 0}
-    build_engine, build_client = service.db._build_engine, service.storage._build_client
+    build_engine, build_client = service.core.db._build_engine, service.core.storage._build_client
 
     def counting_engine(settings):
         built["engines"] += 1
@@ -152,10 +152,10 @@ def test_two_invocations_reuse_the_engine_and_the_s3_client(app, alice, monkeypa
         built["clients"] += 1
         return build_client(settings)
 
-    monkeypatch.setattr(service.db, "_build_engine", counting_engine)
-    monkeypatch.setattr(service.storage, "_build_client", counting_client)
+    monkeypatch.setattr(service.core.db, "_build_engine", counting_engine)
+    monkeypatch.setattr(service.core.storage, "_build_client", counting_client)
     settings = app.state.settings.model_copy(update={"db_pool_size": 2, "s3_read_timeout_seconds": 9.5})
-    from service.main import create_app
+    from service.api.app import create_app
 
     fresh_app = create_app(settings)
     with lambda_client(fresh_app) as client:
@@ -167,12 +167,12 @@ def test_two_invocations_reuse_the_engine_and_the_s3_client(app, alice, monkeypa
             )
             assert created.status_code == 201, created.text
     assert built == {"engines": 1, "clients": 1}
-    from service.db import get_engine
-    from service.storage import s3_client
+    from service.core.db import get_engine
+    from service.core.storage import s3_client
 
     assert get_engine(settings) is get_engine(settings)
     assert s3_client(settings) is s3_client(settings)
-    service.db.reset_engine(settings)
+    service.core.db.reset_engine(settings)
 
 
 SCRUBBED = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
@@ -207,7 +207,7 @@ def test_import_needs_no_credentials_database_or_network():
 def test_service_logs_are_json_with_the_correlation_id_in_lambda():
     code = (
         "import logging, handlers.api\n"
-        "from service.lambda_runtime import lambda_entrypoint\n"
+        "from handlers.runtime import lambda_entrypoint\n"
         "from tests.transports import LambdaContext, load_event\n"
         "@lambda_entrypoint(correlation_id_path='requestContext.requestId')\n"
         "def fn(event, context):\n"
@@ -230,7 +230,7 @@ def test_tracer_is_built_only_when_tracing_is_on():
         {"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"},
     )
     on = run_python(
-        "import handlers.api, sys; from service.lambda_runtime import tracer; print(tracer is not None)",
+        "import handlers.api, sys; from handlers.runtime import tracer; print(tracer is not None)",
         {"LAMBDA_TASK_ROOT": "/var/task", "AWS_REGION": "us-east-1", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"},
     )
     assert off.returncode == 0, off.stderr

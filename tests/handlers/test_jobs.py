@@ -10,9 +10,9 @@ from sqlalchemy import create_engine, inspect, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from service.db import session_scope
+from service.core.clock import utcnow
+from service.core.db import session_scope
 from service.recordings.models import Recording
-from service.timeutil import utcnow
 from tests.api.uploading import create
 from tests.conftest import BASE_DATABASE_URL, make_settings
 from tests.transports import invoke, load_event
@@ -43,7 +43,7 @@ def test_scheduled_reaper_expires_stale_uploads(handler_settings, api, alice):
 def empty_database(s3_endpoint, monkeypatch):
     """A database with no tables at all, and the migration handler pointed at it."""
     import handlers.jobs
-    from service.db import reset_engine
+    from service.core.db import reset_engine
     from service.devrun import scratch_database
 
     with scratch_database(BASE_DATABASE_URL, "recordings_empty") as url:
@@ -71,7 +71,7 @@ def tables_and_revision(settings) -> tuple[set[str], str | None]:
 def heads() -> set[str]:
     from alembic.script import ScriptDirectory
 
-    from service.migrate import alembic_config
+    from service.core.migrate import alembic_config
 
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
@@ -125,8 +125,8 @@ def test_failed_migration_raises_promptly_so_the_deployment_fails(s3_endpoint, m
 def test_scheduled_reaper_removes_expired_browser_sessions(handler_settings, alice):
     from handlers.jobs import reap_handler
     from service.auth.principal import Principal
-    from service.browser.models import BrowserSession
-    from service.browser.sessions import start_session
+    from service.auth.session_models import BrowserSession
+    from service.auth.sessions import start_session
 
     signed_in = Principal(tenant="alice", subject=alice.token.split("_")[1], method="jwt")
     with session_scope(handler_settings) as session:

@@ -32,7 +32,7 @@ def notify(settings, *keys: str, **options) -> dict:
 
 def stored_status(settings, rid: str) -> str:
     """The row as stored (reading through the API may verify a pending upload on its own)."""
-    from service.db import session_scope
+    from service.core.db import session_scope
     from service.recordings.models import Recording
 
     with session_scope(settings) as session:
@@ -134,7 +134,7 @@ def test_other_events_and_buckets_are_ignored(handler_settings, api, alice, even
 
 def test_a_record_that_cannot_be_checked_fails_the_invocation_for_a_retry(handler_settings, api, alice, monkeypatch):
     recording = upload_single(api, alice, payload(10))["recording"]
-    from service.storage import Storage, StorageUnavailable
+    from service.core.storage import Storage, StorageUnavailable
 
     def unavailable(self, **_):
         raise StorageUnavailable()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from service.db import get_engine, is_authentication_failure, reset_engine
+from service.core.db import get_engine, is_authentication_failure, reset_engine
 from tests.conftest import make_settings
 from tests.pg_server import free_port
 
@@ -118,7 +118,7 @@ def lambda_settings(password_server, s3_endpoint):
 def test_rejected_credentials_are_refetched_once_and_used(lambda_settings, monkeypatch):
     # GIVEN the cached secret still holds the password from before the rotation
     store = FakeSecretStore(secret("old-password"), secret("rotated-password"))
-    monkeypatch.setattr("service.secrets.database_credentials", store)
+    monkeypatch.setattr("service.core.secrets.database_credentials", store)
 
     # WHEN the service connects
     with get_engine(lambda_settings).connect() as connection:
@@ -136,7 +136,7 @@ def test_rejected_credentials_are_refetched_once_and_used(lambda_settings, monke
 
 def test_a_second_rejection_is_an_error_without_more_fetches(lambda_settings, monkeypatch):
     store = FakeSecretStore(secret("old-password"), secret("still-wrong"))
-    monkeypatch.setattr("service.secrets.database_credentials", store)
+    monkeypatch.setattr("service.core.secrets.database_credentials", store)
 
     with pytest.raises(OperationalError, match="password authentication failed"):
         get_engine(lambda_settings).connect()
@@ -145,7 +145,7 @@ def test_a_second_rejection_is_an_error_without_more_fetches(lambda_settings, mo
 
 def test_other_connection_failures_do_not_refetch(s3_endpoint, monkeypatch):
     store = FakeSecretStore(secret("any"))
-    monkeypatch.setattr("service.secrets.database_credentials", store)
+    monkeypatch.setattr("service.core.secrets.database_credentials", store)
     settings = make_settings(
         "sqlite://", s3_endpoint, runtime="lambda", database_secret_arn=ARN, database_host="127.0.0.1", database_port=1
     )

@@ -9,10 +9,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from service.db import session_scope
-from service.storage import Storage
-from service.timeutil import utcnow
-from service.uploads.service import reap
+from service.core.clock import utcnow
+from service.core.db import session_scope
+from service.core.storage import Storage
+from service.recordings.uploads import reap
 from tests.api.uploading import complete, create, payload, post_form
 from tests.handlers.test_s3_events import s3_event, stored_status
 from tests.transports import invoke

@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from sqlalchemy import text
 
-from service.config import Settings
+from service.core.settings import Settings
 from tests.cdk.app_roles import app_roles, recordings_bucket_name
 from tests.conftest import make_settings
 
@@ -169,7 +169,7 @@ class Roles:
     def running_as(self, role: str, policy: dict | None = None) -> Iterator[None]:
         """Every S3 client the app builds in here uses ``role``'s credentials (from the
         environment, as in Lambda), and none is shared with code outside."""
-        from service import storage
+        from service.core import storage
 
         keys = self.keys(role, policy)
         saved_env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}

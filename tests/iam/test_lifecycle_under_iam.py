@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from service.db import session_scope
+from service.core.clock import utcnow
+from service.core.db import session_scope
 from service.recordings.models import Recording
-from service.timeutil import utcnow
 from tests.api.uploading import MiB, complete, create, payload, post_form, put_parts, sha256_b64, upload_single
 from tests.conftest import new_tenant
 from tests.iam.conftest import Roles
@@ -45,7 +45,7 @@ def api_role(request) -> str:
 
 @pytest.fixture
 def api(iam_settings, roles: Roles, api_role: str) -> Iterator[TestClient]:
-    from service.main import create_app
+    from service.api.app import create_app
 
     with (
         roles.running_as(api_role),
@@ -308,7 +308,7 @@ def test_s3_event_reconciler_runs_as_its_role(api, alice, roles: Roles, handlers
 
 
 def test_host_commands_run_as_the_instance_role(api, alice, roles: Roles, iam_settings, monkeypatch) -> None:
-    from service import backup
+    from ops.backup import verify as backup
     from service.cli import main
 
     monkeypatch.setattr("service.cli.get_settings", lambda: iam_settings)
@@ -339,7 +339,7 @@ def _without(roles: Roles, role: str, action: str) -> dict:
 
 
 def test_a_missing_permission_is_a_500_naming_the_action(roles: Roles, iam_settings, alice, caplog) -> None:
-    from service.main import create_app
+    from service.api.app import create_app
 
     bucket = iam_settings.s3_bucket
     with roles.running_as("api"), TestClient(create_app(iam_settings), raise_server_exceptions=False) as api:
@@ -353,7 +353,7 @@ def test_a_missing_permission_is_a_500_naming_the_action(roles: Roles, iam_setti
     with (
         roles.running_as("api", broken),
         TestClient(create_app(iam_settings), raise_server_exceptions=False) as api,
-        caplog.at_level(logging.ERROR, logger="service.storage"),
+        caplog.at_level(logging.ERROR, logger="service.core.storage"),
     ):
         response = api.post(f"/v1/recordings/{rid}/restore", headers=alice.headers)
     assert response.status_code == 500, response.text
@@ -361,7 +361,7 @@ def test_a_missing_permission_is_a_500_naming_the_action(roles: Roles, iam_setti
     assert "retry-after" not in response.headers
     assert response.json()["type"] == "/problems/internal-error"
     assert response.json()["detail"] == "An internal error occurred."
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "service.storage"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "service.core.storage"]
     assert "ListObjectVersions" in line
     assert "AccessDenied" in line
     assert f"s3:ListBucketVersions on arn:aws:s3:::{bucket}" in line
@@ -392,14 +392,14 @@ def test_bytes_that_must_go_are_never_silently_kept(
     bytes: a 500 (or a failed invocation) and an error naming s3:DeleteObjectVersion, never a
     422 or a success with the bytes quietly left behind."""
     from handlers.jobs import reap_handler
-    from service.main import create_app
-    from service.storage import StorageRejected
+    from service.api.app import create_app
+    from service.core.storage import StorageRejected
 
     broken = _without(roles, "api", "s3:DeleteObjectVersion")
     with (
         roles.running_as("api", broken),
         TestClient(create_app(iam_settings), raise_server_exceptions=False) as api,
-        caplog.at_level(logging.ERROR, logger="service.storage"),
+        caplog.at_level(logging.ERROR, logger="service.core.storage"),
     ):
         rec = create(api, alice, size=MULTIPART)["recording"]
         put_parts(api, alice, rec, payload(MULTIPART - 1024), [1, 2, 3])
@@ -408,7 +408,7 @@ def test_bytes_that_must_go_are_never_silently_kept(
         post_form(stale["upload"], payload(10))
     assert response.status_code == 500, response.text
     assert "retry-after" not in response.headers
-    assert any("s3:DeleteObjectVersion" in r.getMessage() for r in caplog.records if r.name == "service.storage")
+    assert any("s3:DeleteObjectVersion" in r.getMessage() for r in caplog.records if r.name == "service.core.storage")
     assert _stored_status(iam_settings, rec["id"]) == "failed"
     assert versions(admin_s3, iam_settings.s3_bucket, rec["key"])  # kept, and reported
 

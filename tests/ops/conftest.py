@@ -58,9 +58,9 @@ def exported_metric_names(tmp_path_factory) -> set[str]:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import QueuePool
 
-    from service import metrics
-    from service.config import Settings
-    from service.main import create_app
+    from service.api.app import create_app
+    from service.core.settings import Settings
+    from service.observability import metrics
 
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('pool')}/pool.db", poolclass=QueuePool)
     metrics.track_pool(engine)

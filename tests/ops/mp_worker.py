@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool
 
-from service import metrics
-from service.config import Settings
+from service.core.settings import Settings
+from service.observability import metrics
 
 
 def main() -> None:

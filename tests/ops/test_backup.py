@@ -14,7 +14,8 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import create_engine, text
 
-from service import backup, devrun
+from ops.backup import verify as backup
+from service import devrun
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REGION = "eu-west-1"
@@ -236,7 +237,7 @@ def test_a_stale_newest_snapshot_fails_before_anything_is_restored(rds_source):
 
 
 def test_cli_defaults_cannot_pass_an_empty_or_stale_backup():
-    args = _parser().parse_args(["ops", "verify-backup", "--db-instance", "recordings-prod-db"])
+    args = _parser().parse_args(["verify-backup", "--db-instance", "recordings-prod-db"])
     assert args.min_recordings >= 1
     assert 0 < args.max_snapshot_age_hours <= 48
 
@@ -286,7 +287,7 @@ def test_s3_restore_check_fails_without_versioning(aws):
 @pytest.fixture
 def cli_settings(monkeypatch) -> Iterator[None]:
     """Settings for the CLI handlers: AWS endpoints (moto intercepts them), no local S3 server."""
-    from service.config import get_settings
+    from service.core.settings import get_settings
 
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
@@ -296,18 +297,18 @@ def cli_settings(monkeypatch) -> Iterator[None]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m service")
-    backup.register_cli(parser.add_subparsers(dest="command", required=True))
-    return parser
+    from ops.backup.__main__ import build_parser
+
+    return build_parser()
 
 
 def test_cli_verify_s3_restore_reports_and_returns_exit_code(aws, cli_settings, capsys):
     _, bucket = _bucket(versioned=True)
-    args = _parser().parse_args(["ops", "verify-s3-restore", "--bucket", bucket, "--region", REGION])
+    args = _parser().parse_args(["verify-s3-restore", "--bucket", bucket, "--region", REGION])
     assert args.func(args) == 0
     assert "result: OK" in capsys.readouterr().out
     unversioned = _bucket(versioned=False)[1]
-    args = _parser().parse_args(["ops", "verify-s3-restore", "--bucket", unversioned, "--region", REGION])
+    args = _parser().parse_args(["verify-s3-restore", "--bucket", unversioned, "--region", REGION])
     assert args.func(args) == 1
     assert "result: FAILED" in capsys.readouterr().out
 
@@ -321,7 +322,6 @@ def test_cli_verify_backup_with_a_url_override(rds_source, cli_settings, capsys,
     )
     args = _parser().parse_args(
         [
-            "ops",
             "verify-backup",
             "--db-instance",
             "recordings-prod-db",
@@ -338,4 +338,4 @@ def test_cli_verify_backup_with_a_url_override(rds_source, cli_settings, capsys,
     assert checked[0].host.startswith("recordings-prod-db-verify-")
     assert _instances(rds_source["rds"]) == {"recordings-prod-db"}
     with pytest.raises(SystemExit):
-        _parser().parse_args(["ops", "verify-backup", "--db-instance", "x", "--secret-arn", "a", "--database-url", "b"])
+        _parser().parse_args(["verify-backup", "--db-instance", "x", "--secret-arn", "a", "--database-url", "b"])

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from service import metrics
+from service.observability import metrics
 from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names
 
 GRAFANA = REPO / "ops" / "grafana"

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
-from service import metrics
-from service.config import Settings
+from service.core.settings import Settings
+from service.observability import metrics
 
 
 def _settings(**overrides) -> Settings:
@@ -197,7 +197,7 @@ def test_pools_without_a_size_are_ignored(poolclass):
 
 
 def test_real_app_exports_route_templates():
-    from service.main import create_app
+    from service.api.app import create_app
 
     app = create_app(_settings())
     client = TestClient(app)

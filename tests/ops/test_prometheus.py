@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service import metrics
+from service.observability import metrics
 from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names, tool
 
 PROM = REPO / "ops" / "prometheus"

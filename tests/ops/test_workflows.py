@@ -306,8 +306,8 @@ def test_scheduled_maintenance_runs_drift_detection_and_cdk_diff():
 
 
 def test_locustfile_hits_routes_the_app_has():
-    from service.config import Settings
-    from service.main import create_app
+    from service.api.app import create_app
+    from service.core.settings import Settings
 
     source = (REPO / "ops" / "locustfile.py").read_text()
     ast.parse(source)

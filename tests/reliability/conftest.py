@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from service.config import Settings
-from service.main import create_app
+from service.api.app import create_app
+from service.core.settings import Settings
 from tests.conftest import make_settings, new_tenant
 from tests.reliability.proxy import TcpProxy
 
@@ -33,8 +33,8 @@ def s3_proxy(s3_endpoint: str) -> Iterator[TcpProxy]:
 
 
 def _forget(settings: Settings) -> None:
-    from service import storage
-    from service.db import reset_engine
+    from service.core import storage
+    from service.core.db import reset_engine
 
     reset_engine(settings)
     storage._clients.pop(storage._client_key(settings), None)
@@ -82,11 +82,11 @@ def client_for(settings: Settings) -> TestClient:
 @pytest.fixture
 def transitions(monkeypatch) -> Counter:
     recorded: Counter = Counter()
-    real = __import__("service.metrics", fromlist=["record_upload"]).record_upload
+    real = __import__("service.observability.metrics", fromlist=["record_upload"]).record_upload
 
     def counting(outcome: str) -> None:
         recorded.update([outcome])
         real(outcome)
 
-    monkeypatch.setattr("service.metrics.record_upload", counting)
+    monkeypatch.setattr("service.observability.metrics.record_upload", counting)
     return recorded

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.db import session_scope
-from service.storage import Storage
-from service.timeutil import utcnow
-from service.uploads.service import reap
+from service.core.clock import utcnow
+from service.core.db import session_scope
+from service.core.storage import Storage
+from service.recordings.uploads import reap
 from tests.api.uploading import MiB, complete, create, payload, post_form, put_parts, upload_single
 from tests.reliability.conftest import client_for
 

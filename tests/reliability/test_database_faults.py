@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import func, select, text
 
-from service.db import get_engine, session_scope
+from service.core.db import get_engine, session_scope
 from service.recordings.models import Recording
 from tests.api.uploading import MiB
 from tests.reliability.conftest import client_for
@@ -69,7 +69,7 @@ def test_database_lost_before_commit_leaves_no_row_and_no_open_upload(
 ):
     """The multipart upload is opened in S3, then the database dies before the row commits: the
     answer is 503 and the upload is aborted, so neither store claims a recording."""
-    from service.storage import Storage
+    from service.core.storage import Storage
 
     real = Storage.create_multipart
 

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from service import migrate
-from service.db import get_engine, reset_engine
+from service.core import migrate
+from service.core.db import get_engine, reset_engine
 from service.devrun import scratch_database
 from tests.conftest import BASE_DATABASE_URL, make_settings, pooler_users, through_pooler
 from tests.pg_server import free_port, pgbouncer

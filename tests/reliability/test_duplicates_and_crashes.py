@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client import REGISTRY
 
-from service import storage as storage_module
-from service.db import dispose_engines, session_scope
-from service.storage import Storage
-from service.uploads.service import reconcile_key
+from service.core import storage as storage_module
+from service.core.db import dispose_engines, session_scope
+from service.core.storage import Storage
+from service.recordings.uploads import reconcile_key
 from tests.api.uploading import MiB, complete, create, payload, put_parts, upload_single
 from tests.reliability.conftest import client_for
 

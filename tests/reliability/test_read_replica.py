@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from service import read_routing
-from service.config import Settings
-from service.db import reset_engine
+from service.core.db import reset_engine
+from service.core.settings import Settings
+from service.web import read_routing
 from tests.api.uploading import complete, create, payload, upload_single
 from tests.conftest import BASE_DATABASE_URL
 from tests.pg_server import SUPERUSER, free_port, start_replica, stop, stop_replica

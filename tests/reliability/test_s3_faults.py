@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from service.db import session_scope
+from service.core.db import session_scope
 from service.recordings.models import Recording
 from tests.api.uploading import MiB, payload, post_form
 from tests.reliability.conftest import client_for

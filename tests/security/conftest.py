@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
+from service.api.app import create_app
 
 
 @pytest.fixture

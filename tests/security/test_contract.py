@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from service.db import session_scope
-from service.main import create_app
+from service.api.app import create_app
+from service.core.db import session_scope
 from service.recordings.models import Recording
 from tests.conftest import make_settings
 

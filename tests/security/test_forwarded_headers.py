@@ -13,7 +13,7 @@ import concurrent.futures
 import httpx
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from service.main import create_app
+from service.api.app import create_app
 
 VPC_CIDR = "10.40.0.0/16"  # the dev profile's network.cidr
 

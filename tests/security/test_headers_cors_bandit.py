@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]

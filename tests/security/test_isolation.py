@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.api.uploading import MiB, complete, create, payload, upload_single
 from tests.conftest import make_settings
 

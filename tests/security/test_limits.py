@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.limits import RateLimiter
-from service.main import create_app
+from service.api.app import create_app
+from service.auth.limits import RateLimiter
 from tests.conftest import make_settings
 
 BODY = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10}

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service.db import reset_engine
-from service.logging_config import JsonFormatter
-from service.main import create_app
+from service.api.app import create_app
+from service.core.db import reset_engine
+from service.observability.logging import JsonFormatter
 from tests.api.uploading import payload, post_form
 from tests.conftest import make_settings, new_tenant
 from tests.reliability.proxy import TcpProxy

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.main import create_app
+from service.api.app import create_app
 from tests.conftest import make_settings
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261130"))

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from service.auth.principal import Principal
-from service.db import session_scope, single_statement_connection
-from service.limits import TooManyRequests
+from service.core.db import session_scope, single_statement_connection
+from service.core.problems import TooManyRequests
+from service.core.storage import Storage
 from service.recordings import service
 from service.recordings.models import Recording, Status
 from service.recordings.schemas import RecordingCreate
-from service.storage import Storage
 from tests.conftest import make_settings, through_pooler
 
 CAP = 3

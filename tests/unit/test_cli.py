@@ -36,8 +36,8 @@ def test_api_key_lifecycle_through_the_cli(settings):
     assert token.split("_", 2)[2] not in listed.stdout  # the secret is shown once only
 
     from service.auth.principal import Principal
-    from service.browser.sessions import start_session
-    from service.db import session_scope
+    from service.auth.sessions import start_session
+    from service.core.db import session_scope
 
     signed_in = Principal(tenant="carol", subject=f"api-key:{prefix}", method="api_key")
     with session_scope(settings) as session:

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from service.core.migrate import alembic_config
 from service.devrun import scratch_database
-from service.migrate import alembic_config
 from service.models import Base
 from tests.conftest import BASE_DATABASE_URL
 

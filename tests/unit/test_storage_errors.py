@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from service.errors import install_error_handlers
-from service.storage import Storage, StorageRejected, StorageUnavailable, is_retryable
+from service.core.storage import Storage, StorageRejected, StorageUnavailable, is_retryable
+from service.web.errors import install_error_handlers
 
 BUCKET = "recordings-test"
 
@@ -95,11 +95,11 @@ def test_access_denied_names_the_action_and_resource(stubbed, caplog) -> None:
     )
     stubber.add_client_error("delete_object", "AccessDenied", "Access Denied", 403)
     before = _rejected("DeleteObject")
-    with caplog.at_level(logging.ERROR, logger="service.storage"), pytest.raises(StorageRejected) as raised:
+    with caplog.at_level(logging.ERROR, logger="service.core.storage"), pytest.raises(StorageRejected) as raised:
         storage.purge(key="t/k")
     assert raised.value.status == 500
     assert "Retry-After" not in raised.value.headers
-    (record,) = [r for r in caplog.records if r.name == "service.storage"]
+    (record,) = [r for r in caplog.records if r.name == "service.core.storage"]
     message = record.getMessage()
     assert "S3 refused DeleteObject: AccessDenied (HTTP 403" in message
     assert f"s3:DeleteObjectVersion on arn:aws:s3:::{BUCKET}/t/k" in message
@@ -109,7 +109,7 @@ def test_access_denied_names_the_action_and_resource(stubbed, caplog) -> None:
 def test_bucket_operations_name_the_bucket(stubbed, caplog) -> None:
     storage, stubber = stubbed
     stubber.add_client_error("list_object_versions", "AccessDenied", "Access Denied", 403)
-    with caplog.at_level(logging.ERROR, logger="service.storage"), pytest.raises(StorageRejected):
+    with caplog.at_level(logging.ERROR, logger="service.core.storage"), pytest.raises(StorageRejected):
         storage.remove_delete_marker(key="t/k")
     message = caplog.records[-1].getMessage()
     assert f"s3:ListBucketVersions on arn:aws:s3:::{BUCKET} (s3:prefix t/k):" in message
@@ -118,7 +118,7 @@ def test_bucket_operations_name_the_bucket(stubbed, caplog) -> None:
 def test_a_forbidden_head_is_not_a_missing_object(stubbed, caplog) -> None:
     storage, stubber = stubbed
     stubber.add_client_error("head_object", "403", "", 403)
-    with caplog.at_level(logging.ERROR, logger="service.storage"), pytest.raises(StorageRejected):
+    with caplog.at_level(logging.ERROR, logger="service.core.storage"), pytest.raises(StorageRejected):
         storage.head(key="t/k", version_id="v1")
     assert "s3:GetObjectVersion and s3:ListBucket" in caplog.records[-1].getMessage()
     stubber.add_client_error("head_object", "404", "", 404)
@@ -187,7 +187,7 @@ def test_answers(api, how, status) -> None:
 
 def test_an_escaped_refusal_is_logged_and_counted(api, caplog) -> None:
     before = _rejected("ListObjectVersions")
-    with caplog.at_level(logging.ERROR, logger="service.storage"):
+    with caplog.at_level(logging.ERROR, logger="service.core.storage"):
         api.get("/fail/denied")
     assert "s3:ListBucketVersions" in caplog.records[-1].getMessage()
     assert _rejected("ListObjectVersions") == before + 1

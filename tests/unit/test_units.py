@@ -5,10 +5,10 @@ from urllib.parse import unquote
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from service.config import Settings
-from service.errors import ProblemError
+from service.core.problems import ProblemError
+from service.core.settings import Settings
 from service.recordings.service import content_disposition, content_type_allowed, decode_cursor
-from service.uploads.service import plan_parts
+from service.recordings.uploads import plan_parts
 
 MiB = 1024 * 1024
 
@@ -70,8 +70,8 @@ def test_local_defaults_only_in_the_local_environment():
 def test_the_configured_host_wins_over_the_secret_host(monkeypatch):
     """A secret attached to the RDS instance names the instance; the Lambda functions must still
     connect to RDS Proxy (DATABASE_HOST). Without DATABASE_HOST the secret's host is used."""
-    from service import secrets
-    from service.db import database_url
+    from service.core import secrets
+    from service.core.db import database_url
 
     secret = {"username": "recordings_app", "password": "pw", "host": "db.instance.example", "port": 5433}
     monkeypatch.setattr(secrets, "database_credentials", lambda arn, refresh=False: secret)
@@ -83,7 +83,7 @@ def test_the_configured_host_wins_over_the_secret_host(monkeypatch):
 
 
 def test_owner_settings_swap_in_the_migration_credentials():
-    from service.db import owner_settings
+    from service.core.db import owner_settings
 
     app = Settings(database_url="postgresql://app@db/recordings")
     assert owner_settings(app) is app  # no owner credentials: migrations run as the app (local)
@@ -101,9 +101,9 @@ def test_the_read_replicas_use_the_apps_secret_and_every_replica_host(monkeypatc
     """In AWS the replicas are reached by their own endpoints (RDS Proxy has no read-only endpoint
     for RDS instances) with the application's credentials; several replicas become one libpq
     multi-host connection that spreads connections and skips a replica that is down."""
-    from service import secrets
-    from service.db import _engine_options, database_url
-    from service.read_routing import replica_settings
+    from service.core import secrets
+    from service.core.db import _engine_options, database_url
+    from service.web.read_routing import replica_settings
 
     secret = {"username": "recordings_app", "password": "pw", "host": "db.instance.example", "port": 5433}
     monkeypatch.setattr(secrets, "database_credentials", lambda arn, refresh=False: secret)

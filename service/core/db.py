@@ -3,7 +3,7 @@ per invocation on Lambda (meant to sit behind RDS Proxy).
 
 Nothing here sends libpq startup ``options`` or session-level ``SET``: RDS Proxy refuses the
 first and pins connections for the second. The statement timeout is a database setting that the
-migration sets (service/migrate.py).
+migration sets (service/core/migrate.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from service import metrics
-from service.config import Settings
+from service.core import signals
+from service.core.settings import Settings
 
-log = logging.getLogger("service.db")
+log = logging.getLogger("service.core.db")
 
 
 class Base(DeclarativeBase):
@@ -33,7 +33,7 @@ class Base(DeclarativeBase):
 def database_url(settings: Settings) -> URL:
     """The URL to connect to: DATABASE_URL, or host settings plus the credentials in the secret."""
     if settings.database_secret_arn:
-        from service.secrets import database_credentials
+        from service.core.secrets import database_credentials
 
         creds = database_credentials(settings.database_secret_arn)
         # DATABASE_HOST wins over the secret's host: a secret attached to the instance names the
@@ -149,7 +149,7 @@ def _build_engine(settings: Settings) -> Engine:
         _drop_closed_connections(engine)
     if settings.database_secret_arn:
         _use_current_secret(engine, settings.database_secret_arn)
-    metrics.track_pool(engine)
+    signals.emit("db.engine_created", subject=engine)
     return engine
 
 
@@ -180,7 +180,7 @@ def _drop_closed_connections(engine: Engine) -> None:
                 cursor.execute("SELECT 1")
             dbapi_connection.rollback()
         except engine.dialect.loaded_dbapi.Error as exc:
-            metrics.record_stale_connection()
+            signals.emit("db.stale_connection")
             raise DisconnectionError("the server closed the pooled connection") from exc
 
 
@@ -191,7 +191,7 @@ def _use_current_secret(engine: Engine, secret_arn: str) -> None:
     restart. When the database rejects the cached credentials, the secret is fetched again once,
     bypassing the cache, and the connection retried: a second rejection is a real error.
     """
-    from service import secrets as secret_store
+    from service.core import secrets as secret_store
 
     def credentials(refresh: bool) -> dict:
         secret = secret_store.database_credentials(secret_arn, refresh=refresh)

@@ -18,10 +18,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
-from service.browser.models import BrowserSession
-from service.config import Settings
-from service.errors import ProblemError, Unauthorized
-from service.timeutil import as_utc, utcnow
+from service.auth.session_models import BrowserSession
+from service.core.clock import as_utc, utcnow
+from service.core.problems import ProblemError, Unauthorized
+from service.core.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # Set on the database by the migration (ALTER DATABASE ... SET), never as a startup option:
     # RDS Proxy refuses startup options, and a session-level SET would pin proxy connections.
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
-    # Read replica(s) for the list and download routes (service/read_routing.py). Either a URL
+    # Read replica(s) for the list and download routes (service/web/read_routing.py). Either a URL
     # (local runs, tests) or replica host names (comma-separated: libpq picks one at random and
     # tries the next when one is down) reached with the application's credentials (the same
     # role exists on a physical replica). Unset: every read goes to the primary.

@@ -1,17 +1,9 @@
-"""FastAPI dependencies as Annotated aliases: CallerDep for the API's routes, SettingsDep and
-SessionDep for the few routes that have no authenticated caller.
-
-Every dependency FastAPI resolves costs a trip through its solver on every request, and a
-generator dependency (one that yields a session) costs an exit stack and a shielded cancel
-scope on top. The API's routes therefore take one dependency, ``CallerDep``: who is calling,
-the settings and the storage. A route opens its database session itself (``with
-caller.session() as session``), so the session is used and closed, and its connection returned
-to the pool, in the route's own worker thread.
-"""
+"""Who is calling: the one dependency of the API's routes (``CallerDep``), resolving a bearer API
+key or JWT, else a browser session cookie, with the rate limits of the tenant and of failed
+authentications (docs/adr/0001-one-dependency-per-route.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -21,13 +13,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_like_api_key
+from service.auth.limits import check_auth_failures, enforce_rate_limit, record_auth_failure
 from service.auth.principal import Principal
-from service.browser.sessions import authenticate_session, require_allowed_origin
-from service.config import Settings
-from service.db import session_factory, session_scope, single_statement_connection
-from service.errors import Unauthorized
-from service.limits import check_auth_failures, enforce_rate_limit, record_auth_failure
-from service.storage import Storage
+from service.auth.sessions import authenticate_session, require_allowed_origin
+from service.core.db import session_factory, session_scope, single_statement_connection
+from service.core.problems import Unauthorized
+from service.core.settings import Settings
+from service.core.storage import Storage
 
 
 class Caller:
@@ -55,30 +47,6 @@ class Caller:
     def connection(self) -> AbstractContextManager[Connection]:
         """A connection for one statement: ``with caller.connection() as connection:``."""
         return single_statement_connection(self.settings)
-
-
-# Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.
-async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-
-
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    # Creating a session does no I/O (it connects on first use); closing one that used a
-    # connection returns it to the pool with a ROLLBACK, so that part runs in the threadpool.
-    session = session_factory(request.app.state.settings)()
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def _bearer_token(request: Request) -> str | None:

@@ -7,7 +7,7 @@
 - ``verify_s3_restore``: in the versioned recordings bucket, a deleted canary object is recoverable
   from its previous version (removing the delete marker restores it).
 
-CLI: ``python -m service ops verify-backup|verify-s3-restore`` (``register_cli``). Run it from
+CLI: ``python -m ops.backup verify-backup|verify-s3-restore`` (ops/backup/__main__.py). Run it from
 inside the VPC (an app host through Session Manager) so the temporary instance is reachable, with
 the credentials of the backup-verification role (``BackupVerificationRoleArn`` of the
 ``-github`` stack): the app hosts' own role may not touch RDS.
@@ -19,9 +19,7 @@ automated snapshots stopped) both fail it.
 
 from __future__ import annotations
 
-import argparse
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,101 +338,3 @@ def verify_s3_restore(*, s3: Any, bucket: str, prefix: str = CANARY_PREFIX) -> S
         except Exception as exc:
             report.error = (report.error + "; " if report.error else "") + f"cleanup failed: {exc}"
     return report
-
-
-# --- CLI --------------------------------------------------------------------------------------
-
-
-def _credentials(args: argparse.Namespace, database_name: str, region: str) -> Credentials | None:
-    if args.database_url:
-        url = make_url(args.database_url)
-        return Credentials(url.username or "", url.password or "", url.database or database_name)
-    if args.secret_arn:
-        import json
-
-        import boto3
-
-        raw = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=args.secret_arn)
-        secret = json.loads(raw["SecretString"])
-        return Credentials(secret["username"], secret["password"], secret.get("dbname") or database_name)
-    return None
-
-
-def _verify_backup_command(args: argparse.Namespace) -> int:
-    import boto3
-
-    from service.config import get_settings
-
-    settings = get_settings()
-    region = args.region or settings.aws_region
-    database_name = args.database_name or settings.database_name
-    started = time.monotonic()
-    report = verify_backup(
-        rds=boto3.client("rds", region_name=region),
-        instance_id=args.db_instance,
-        credentials=_credentials(args, database_name, region),
-        database_name=database_name,
-        instance_class=args.instance_class,
-        snapshot_id=args.snapshot,
-        timeout_seconds=args.timeout_minutes * 60,
-        min_recordings=args.min_recordings,
-        max_snapshot_age=timedelta(hours=args.max_snapshot_age_hours) if args.max_snapshot_age_hours else None,
-    )
-    print("\n".join(report.lines()))
-    print(f"took:              {time.monotonic() - started:.0f} s")
-    return 0 if report.ok else 1
-
-
-def _verify_s3_command(args: argparse.Namespace) -> int:
-    import boto3
-
-    from service.config import get_settings
-
-    settings = get_settings()
-    s3 = boto3.client(
-        "s3", region_name=args.region or settings.aws_region, endpoint_url=args.endpoint_url or settings.s3_endpoint_url
-    )
-    report = verify_s3_restore(s3=s3, bucket=args.bucket or settings.s3_bucket, prefix=args.prefix)
-    print("\n".join(report.lines()))
-    return 0 if report.ok else 1
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``ops verify-backup`` and ``ops verify-s3-restore`` to the service CLI (argparse)."""
-    ops = subparsers.add_parser("ops", help="operations: backup and restore verification")
-    commands = ops.add_subparsers(dest="ops_command", required=True)
-
-    backup = commands.add_parser(
-        "verify-backup", help="restore the latest RDS snapshot to a temporary instance, check it, delete it"
-    )
-    backup.add_argument("--db-instance", required=True, help="identifier of the source RDS instance")
-    backup.add_argument("--database-name", help="database to check (default: DATABASE_NAME setting)")
-    creds = backup.add_mutually_exclusive_group()
-    creds.add_argument("--secret-arn", help="Secrets Manager secret with username/password valid in the snapshot")
-    creds.add_argument(
-        "--database-url", help="URL whose user, password and database are used (host/port: the restored instance)"
-    )
-    backup.add_argument("--snapshot", help="a specific snapshot identifier instead of the latest")
-    backup.add_argument("--instance-class", default=DEFAULT_INSTANCE_CLASS)
-    backup.add_argument("--timeout-minutes", type=int, default=60)
-    backup.add_argument(
-        "--min-recordings",
-        type=int,
-        default=DEFAULT_MIN_RECORDINGS,
-        help=f"fail when fewer recordings rows are restored (default {DEFAULT_MIN_RECORDINGS})",
-    )
-    backup.add_argument(
-        "--max-snapshot-age-hours",
-        type=float,
-        default=DEFAULT_MAX_SNAPSHOT_AGE_HOURS,
-        help=f"fail when the newest snapshot is older (default {DEFAULT_MAX_SNAPSHOT_AGE_HOURS}; 0: no limit)",
-    )
-    backup.add_argument("--region", help="AWS region (default: AWS_REGION setting)")
-    backup.set_defaults(func=_verify_backup_command)
-
-    s3 = commands.add_parser("verify-s3-restore", help="check a deleted object's previous version is recoverable")
-    s3.add_argument("--bucket", help="versioned bucket (default: S3_BUCKET setting)")
-    s3.add_argument("--prefix", default=CANARY_PREFIX, help="key prefix of the canary object")
-    s3.add_argument("--region", help="AWS region (default: AWS_REGION setting)")
-    s3.add_argument("--endpoint-url", help="S3 endpoint (default: S3_ENDPOINT_URL setting)")
-    s3.set_defaults(func=_verify_s3_command)

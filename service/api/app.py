@@ -7,17 +7,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import health, metrics
+from service.api import health
+from service.auth.routes import router as auth_router
 from service.browser.page import install_page
-from service.browser.router import auth_router, build_uppy_create_router, config_router, s3_router
-from service.config import Settings, get_settings
-from service.errors import document_problem_responses, install_error_handlers
-from service.heap import freeze_startup_heap
-from service.methods import OptionsMiddleware
-from service.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
-from service.openapi import document_links
-from service.recordings.router import build_router as recordings_router
-from service.uploads.router import router as uploads_router
+from service.browser.routes import build_uppy_create_router, config_router, s3_router
+from service.core.heap import freeze_startup_heap
+from service.core.settings import Settings, get_settings
+from service.observability import metrics
+from service.recordings.routes import build_router as recordings_router
+from service.recordings.upload_routes import router as uploads_router
+from service.web.errors import document_problem_responses, install_error_handlers
+from service.web.methods import OptionsMiddleware
+from service.web.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
+from service.web.openapi import document_links
 
 
 @asynccontextmanager
@@ -25,7 +27,7 @@ async def _lifespan(app: FastAPI):
     # Nothing is created here (engines and clients are lazy); only clean up on shutdown.
     freeze_startup_heap()
     yield
-    from service.db import dispose_engines
+    from service.core.db import dispose_engines
 
     dispose_engines()
 
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `service.main:app` for uvicorn, built on first access rather than at import.
+    # `service.api.app:app` for uvicorn, built on first access rather than at import.
     if name == "app":
         application = create_app()
         globals()["app"] = application

@@ -17,12 +17,12 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import events
-from service.config import S3_MAX_OBJECT_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
-from service.errors import Conflict, InvalidRequest
+from service.core.clock import utcnow
+from service.core.problems import Conflict, InvalidRequest
+from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
+from service.core.storage import ObjectInfo, Storage, StorageUnavailable
+from service.observability import lifecycle as events
 from service.recordings.models import Recording, Status, UploadMethod
-from service.storage import ObjectInfo, Storage, StorageUnavailable
-from service.timeutil import utcnow
 
 log = logging.getLogger("service.uploads")
 

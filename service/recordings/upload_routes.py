@@ -7,17 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.deps import CallerDep
-from service.errors import PROBLEM_JSON, InvalidRequest
+from service.auth.caller import CallerDep
+from service.core.clock import utcnow
+from service.core.problems import InvalidRequest
+from service.core.storage import expires_at
 from service.recordings import service as recordings
+from service.recordings import uploads as service
 from service.recordings.schemas import RecordingOut
-from service.responses import model_response
-from service.storage import expires_at
-from service.timeutil import utcnow
-from service.uploads import service
-from service.uploads.service import MAX_PART_URLS_PER_BATCH, PART_NUMBERS_PATTERN
+from service.recordings.uploads import MAX_PART_URLS_PER_BATCH, PART_NUMBERS_PATTERN
+from service.web.openapi import PROBLEM
+from service.web.responses import model_response
 
-PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 router = APIRouter(
     prefix="/v1/recordings/{recording_id}",
     tags=["uploads"],

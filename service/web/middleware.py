@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import problem_response
+from service.web.errors import problem_response
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

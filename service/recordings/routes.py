@@ -9,10 +9,9 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from service.config import Settings
-from service.deps import CallerDep
-from service.errors import PROBLEM_JSON, NotFound
-from service.read_routing import PrimaryNeeded, routed_read
+from service.auth.caller import CallerDep
+from service.core.problems import NotFound
+from service.core.settings import Settings
 from service.recordings import service
 from service.recordings.models import Recording, Status
 from service.recordings.schemas import (
@@ -24,9 +23,9 @@ from service.recordings.schemas import (
     RecordingUpdate,
     recording_create_model,
 )
-from service.responses import model_response
-
-PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+from service.web.openapi import PROBLEM
+from service.web.read_routing import PrimaryNeeded, routed_read
+from service.web.responses import model_response
 
 
 def build_router(settings: Settings) -> APIRouter:

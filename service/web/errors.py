@@ -19,64 +19,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger("service.errors")
+from service.core.problems import (
+    PROBLEM_JSON,
+    RETRY_AFTER_SECONDS,
+    ProblemError,
+    pattern_meaning,
+)
 
-PROBLEM_JSON = "application/problem+json"
-RETRY_AFTER_SECONDS = "5"
-
-
-class ProblemError(Exception):
-    """An error that becomes a problem+json response."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        detail: str,
-        *,
-        title: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.detail = detail
-        self.title = title or HTTPStatus(status).phrase
-        self.headers = headers or {}
-        self.extra = extra
-
-
-class NotFound(ProblemError):
-    def __init__(self, detail: str = "Recording not found.") -> None:
-        super().__init__(404, "not-found", detail)
-
-
-class Conflict(ProblemError):
-    def __init__(self, detail: str, slug: str = "conflict", **extra: Any) -> None:
-        super().__init__(409, slug, detail, **extra)
-
-
-class InvalidRequest(ProblemError):
-    def __init__(self, detail: str, slug: str = "invalid-request", **extra: Any) -> None:
-        super().__init__(422, slug, detail, **extra)
-
-
-class Unauthorized(ProblemError):
-    def __init__(self, detail: str = "Missing or invalid credentials.", *, presented: bool = False) -> None:
-        super().__init__(
-            401,
-            "unauthorized",
-            detail,
-            headers={"WWW-Authenticate": 'Bearer realm="recordings"'},
-        )
-        # Credentials were sent and refused (as opposed to none sent): counts as a failed attempt.
-        self.presented = presented
-
-
-class ServiceUnavailable(ProblemError):
-    def __init__(self, detail: str, slug: str = "service-unavailable", **extra: Any) -> None:
-        super().__init__(503, slug, detail, headers={"Retry-After": RETRY_AFTER_SECONDS}, **extra)
+log = logging.getLogger("service.web.errors")
 
 
 def problem_response(
@@ -115,25 +65,10 @@ _SLUGS = {
 }
 
 
-# What a pattern in the schema means, in words, for the 422 that names it (registered by the
-# models that use the pattern).
-_PATTERN_HINTS: dict[str, str] = {}
-
-
-def describe_pattern(pattern: str, meaning: str) -> str:
-    _PATTERN_HINTS[pattern] = meaning
-    return pattern
-
-
-def pattern_meaning(pattern: str) -> str:
-    """What a pattern registered with ``describe_pattern`` asks for, in words."""
-    return _PATTERN_HINTS.get(pattern, "a value matching the pattern stated in the API schema")
-
-
 def _message(error: dict[str, Any]) -> str:
     if error.get("type") == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
-        return _PATTERN_HINTS.get(pattern, "String does not match the pattern stated in the API schema")
+        return pattern_meaning(pattern, "String does not match the pattern stated in the API schema")
     return error.get("msg", "")
 
 
@@ -205,7 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"No route for {request.method} {request.url.path}."
         if status == 405:
             # Every method of the resource, not only those of the first route that matched.
-            from service.methods import allowed_methods
+            from service.web.methods import allowed_methods
 
             methods = allowed_methods(request.app.router.routes, request.scope)
             if methods:
@@ -241,7 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # S3 calls made through Storage arrive as StorageUnavailable/StorageRejected; this catches
         # the rest (presigning without credentials, a ClientError a caller re-raised). Only what
         # a retry can fix is a 503; anything else is logged with what is missing and is a 500.
-        from service.storage import storage_failure
+        from service.core.storage import storage_failure
 
         problem = storage_failure(exc, operation=_operation(exc), bucket=None)
         return await _problem(request, problem)

@@ -43,12 +43,16 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.core import signals
+from service.core.signals import Signal
+from service.core.storage import S3_ACTIONS, api_name
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy.engine import Engine
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from service.config import Settings
+    from service.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ STORAGE_ERRORS = Counter(
     ["operation", "outcome"],
 )
 
-# Read routing (service/read_routing.py): which server answered each routed read, and why a read
+# Read routing (service/web/read_routing.py): which server answered each routed read, and why a read
 # meant for the replica went to the primary.
 READ_TARGETS = ("replica", "primary")
 READ_FALLBACK_REASONS = ("unreachable", "replica_error", "lagging", "not_on_replica")
@@ -197,6 +201,25 @@ def declare_storage_operations(operations: Iterable[str]) -> None:
 def record_storage_error(operation: str, outcome: str) -> None:
     # Operations come from the storage module's own table (or "other"): bounded label values.
     _storage_error_counters[operation, outcome].inc()
+
+
+declare_storage_operations([*(api_name(op) for op in S3_ACTIONS), "other"])
+
+
+def _count_signal(signal: Signal) -> None:
+    """The Prometheus listener of the signal bus (the EMF one is service.observability.emf)."""
+    kind, _, outcome = signal.name.partition(".")
+    if kind == "upload":
+        record_upload(outcome)
+    elif kind == "storage":
+        record_storage_error(signal.labels["operation"], outcome)
+    elif signal.name == "db.stale_connection":
+        record_stale_connection()
+    elif signal.name == "db.engine_created":
+        track_pool(signal.subject)  # type: ignore[arg-type]
+
+
+signals.subscribe(_count_signal)
 
 
 # --- database pool -------------------------------------------------------------------------
@@ -439,7 +462,7 @@ def metrics_token(settings: Settings) -> str | None:
     if settings.metrics_token:
         return settings.metrics_token.get_secret_value()
     if settings.metrics_token_secret_arn:
-        from service.secrets import secret_string
+        from service.core.secrets import secret_string
 
         return secret_string(settings.metrics_token_secret_arn)
     return None

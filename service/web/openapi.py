@@ -10,6 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.core.problems import PROBLEM_JSON
+
+# How a route documents its error responses: ``responses={404: PROBLEM, ...}``.
+PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
+
 # (method, path, status) of a response -> the parameters it supplies, as runtime expressions.
 SOURCES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("post", "/v1/recordings", "201"): {"recording_id": "$response.body#/recording/id"},

@@ -1,4 +1,5 @@
-"""Per-tenant limits against resource exhaustion: request rate and open (pending) uploads.
+"""Per-tenant and per-address limits against resource exhaustion: request rate and failed
+authentications (the pending-upload cap is service.recordings.pending).
 
 The request rate is a token bucket per tenant, kept in memory by each process (``app.state``):
 with N processes or Lambda instances a tenant may get up to N times the configured rate. It
@@ -15,22 +16,12 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from sqlalchemy import Connection, func, select, text
-
-from service.config import Settings
-from service.errors import ProblemError
+from service.core.problems import TooManyRequests
+from service.core.settings import Settings
 
 # Buckets of tenants not seen for a while are dropped oldest-first beyond this many.
 MAX_TRACKED_TENANTS = 10_000
-PENDING_RETRY_AFTER_SECONDS = 60
-
-
-class TooManyRequests(ProblemError):
-    def __init__(self, detail: str, *, retry_after: int, slug: str = "too-many-requests") -> None:
-        super().__init__(429, slug, detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
 class RateLimiter:
@@ -96,43 +87,6 @@ def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
         )
 
 
-# pg_advisory_xact_lock(int, int): the first key names what is locked, the second the tenant.
-_PENDING_LOCK_SPACE = 0x7265_6300  # "rec\0"
-_LOCK_TENANT = text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))")
-
-
-@contextmanager
-def pending_slot(connection: Connection, settings: Settings, tenant: str) -> Iterator[None]:
-    """A transaction in which the tenant has room for one more pending upload: the caller inserts
-    it, and the transaction commits when the block ends (rolled back on an exception).
-
-    ``connection`` may be in DBAPI autocommit (``single_statement_connection``); it is switched
-    to a transaction for the block, because the lock, the count and the insert must share one.
-    """
-    if settings.max_pending_uploads_per_tenant <= 0:
-        yield
-        connection.commit()
-        return
-    postgres = connection.dialect.name == "postgresql"
-    dbapi_connection = connection.connection.dbapi_connection
-    autocommit = postgres and dbapi_connection.autocommit
-    connection.commit()  # end whatever the connection did before (nothing is pending there)
-    if autocommit:
-        dbapi_connection.autocommit = False
-    try:
-        if postgres:
-            connection.execute(_LOCK_TENANT, {"space": _PENDING_LOCK_SPACE, "tenant": tenant})
-        enforce_pending_cap(connection, settings, tenant)
-        yield
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        if autocommit and not dbapi_connection.closed:
-            dbapi_connection.autocommit = True
-
-
 # Failed authentication, per client address: a bucket of failures. Presenting credentials that
 # turn out wrong takes a token; with none left, the address gets 429 before any credential is
 # checked, until the bucket refills (guessing keys or replaying stolen cookies is slowed down,
@@ -163,24 +117,3 @@ def check_auth_failures(app_state, settings: Settings, address: str) -> None:
 
 def record_auth_failure(app_state, settings: Settings, address: str) -> None:
     _auth_failures(app_state, settings).acquire(address)
-
-
-def enforce_pending_cap(connection: Connection, settings: Settings, tenant: str) -> None:
-    """Refuse a new upload while the tenant already has the maximum number open (an early,
-    unlocked check; ``pending_slot`` repeats it under the lock)."""
-    cap = settings.max_pending_uploads_per_tenant
-    if cap <= 0:
-        return
-    from service.recordings.models import Recording, Status
-
-    # Count at most `cap` rows: the cost stays bounded however many a tenant has open.
-    open_uploads = (
-        select(Recording.id).where(Recording.owner == tenant, Recording.status == Status.PENDING.value).limit(cap)
-    )
-    pending = connection.scalar(select(func.count()).select_from(open_uploads.subquery()))
-    if pending >= cap:
-        raise TooManyRequests(
-            f"This tenant already has {pending} uploads in progress (the limit is {cap}); complete or delete some.",
-            retry_after=PENDING_RETRY_AFTER_SECONDS,
-            slug="too-many-pending-uploads",
-        )

@@ -1,72 +1,33 @@
-"""Routes for browsers: sign-in sessions, the page's configuration, Companion-style S3 signing.
+"""Routes for browsers: the page's configuration and Companion-style S3 signing for Uppy.
 (No ``from __future__ import annotations``: the Uppy create routes are defined inside
 ``build_uppy_create_router`` and annotated with its local types.)"""
 
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from service.browser import companion, sessions
-from service.browser.sessions import require_origin_proof
-from service.config import S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
-from service.deps import CallerDep, SessionDep, SettingsDep
-from service.errors import PROBLEM_JSON, InvalidRequest, Unauthorized, describe_pattern, pattern_meaning
+from service.auth.caller import CallerDep
+from service.auth.sessions import require_origin_proof
+from service.browser import companion
+from service.core.problems import InvalidRequest, describe_pattern, pattern_meaning
+from service.core.settings import S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
 from service.recordings.schemas import FILENAME_PATTERN, allowed_content_type_pattern
 from service.recordings.schemas import Metadata as BrowserMetadata
 from service.recordings.service import content_type_allowed
-from service.uploads.service import PART_NUMBERS_PATTERN
+from service.recordings.uploads import PART_NUMBERS_PATTERN
+from service.web.deps import SettingsDep
+from service.web.openapi import PROBLEM
 
-PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "Problem details (RFC 9457)"}
 _METADATA_PARAM = re.compile(r"^metadata\[([^\]]{1,100})\]$")
 
-auth_router = APIRouter(prefix="/v1/auth", tags=["browser sessions"], responses={401: PROBLEM, 403: PROBLEM})
 s3_router = APIRouter(
     prefix="/v1/s3",
     tags=["uppy (companion s3 routes)"],
     responses={401: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM, 503: PROBLEM},
 )
 config_router = APIRouter(prefix="/v1/browser", tags=["browser sessions"])
-
-
-class SessionOut(BaseModel):
-    tenant: str
-    expires_at: AwareDatetime
-
-
-@auth_router.post("/session", response_model=SessionOut)
-def sign_in(request: Request, response: Response, caller: CallerDep) -> SessionOut:
-    """Exchange a bearer API key or JWT for an HttpOnly session cookie (for the page and Uppy)."""
-    principal, settings = caller.principal, caller.settings
-    if principal.method == "session":
-        raise Unauthorized("Sign in with 'Authorization: Bearer <API key or token>'.")
-    with caller.session() as session:
-        token, expires = sessions.start_session(session=session, settings=settings, principal=principal)
-    sessions.set_cookie(response, request=request, settings=settings, token=token, expires=expires)
-    return SessionOut(tenant=principal.tenant, expires_at=expires)
-
-
-@auth_router.get("/session", response_model=SessionOut)
-def current_session(request: Request, session: SessionDep, settings: SettingsDep) -> SessionOut:
-    """Who the session cookie belongs to, and until when."""
-    found = sessions.authenticate_session(session, request.cookies.get(settings.session_cookie_name, ""))
-    if found is None:
-        raise Unauthorized("Not signed in.")
-    principal, expires = found
-    return SessionOut(tenant=principal.tenant, expires_at=expires)
-
-
-@auth_router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-def sign_out(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """End the session: the server forgets it, so the cookie stops working everywhere at once."""
-    token = request.cookies.get(settings.session_cookie_name)
-    if token:
-        sessions.require_allowed_origin(request, settings)
-        sessions.end_session(session, token)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    sessions.clear_cookie(response, request=request, settings=settings)
-    return response
 
 
 class BrowserConfig(BaseModel):

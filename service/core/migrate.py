@@ -22,10 +22,10 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from service.config import Settings
-from service.db import database_url, get_engine, owner_settings
+from service.core.db import database_url, get_engine, owner_settings
+from service.core.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The schema version table is the migration's own: the application may only read it.
 VERSION_TABLE = "alembic_version"
 

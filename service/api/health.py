@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.config import Settings
-from service.db import get_engine
-from service.errors import RETRY_AFTER_SECONDS, problem_response
-from service.storage import Storage
+from service.core.db import get_engine
+from service.core.problems import RETRY_AFTER_SECONDS
+from service.core.settings import Settings
+from service.core.storage import Storage
+from service.web.errors import problem_response
 
 CHECK_TIMEOUT_SECONDS = 2.0
 router = APIRouter(tags=["health"])

@@ -25,11 +25,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from service import events, metrics
-from service.config import Settings
-from service.errors import ProblemError, ServiceUnavailable
+from service.core import signals
+from service.core.problems import ProblemError, ServiceUnavailable
+from service.core.settings import Settings
 
-log = logging.getLogger("service.storage")
+log = logging.getLogger("service.core.storage")
 
 _clients: dict[tuple, Any] = {}
 _lock = threading.Lock()
@@ -94,9 +94,6 @@ def api_name(operation: str) -> str:
     return "".join(part.title() for part in operation.split("_"))
 
 
-metrics.declare_storage_operations([*(api_name(op) for op in S3_ACTIONS), "other"])
-
-
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -141,7 +138,8 @@ def storage_failure(
     known = operation in S3_ACTIONS
     name = api_name(operation) if operation else "unknown"
     retryable = is_retryable(exc)
-    events.storage_error(name if known else "other", retryable=retryable)
+    # "unavailable" (throttled, timed out, 5xx: worth a retry) or "rejected" (an operator must act).
+    signals.emit("storage.unavailable" if retryable else "storage.rejected", operation=name if known else "other")
     if isinstance(exc, ClientError):
         status = _http_status(exc)
         request_id = exc.response.get("ResponseMetadata", {}).get("RequestId") or "-"

@@ -33,12 +33,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
-from service import metrics
-from service.config import Settings
-from service.db import session_factory
-from service.errors import NotFound
+from service.core.db import session_factory
+from service.core.problems import NotFound
+from service.core.settings import Settings
+from service.observability import metrics
 
-log = logging.getLogger("service.read_routing")
+log = logging.getLogger("service.web.read_routing")
 T = TypeVar("T")
 
 # Seconds the replica's replay is behind the WAL it has received from the primary: 0 when it has

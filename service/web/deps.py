@@ -1,0 +1,46 @@
+"""FastAPI dependencies as Annotated aliases: SettingsDep and SessionDep for the few routes that
+have no authenticated caller (the API's routes take service.auth.caller.CallerDep alone).
+
+Every dependency FastAPI resolves costs a trip through its solver on every request, and a
+generator dependency (one that yields a session) costs an exit stack and a shielded cancel
+scope on top. The API's routes therefore take one dependency, ``CallerDep``: who is calling,
+the settings and the storage. A route opens its database session itself (``with
+caller.session() as session``), so the session is used and closed, and its connection returned
+to the pool, in the route's own worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.core.db import session_factory
+from service.core.settings import Settings
+
+
+# Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.
+async def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Creating a session does no I/O (it connects on first use); closing one that used a
+    # connection returns it to the pool with a ROLLBACK, so that part runs in the threadpool.
+    session = session_factory(request.app.state.settings)()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
