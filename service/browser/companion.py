@@ -13,17 +13,18 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
 from service.core.problems import Conflict, InvalidRequest, NotFound
 from service.core.settings import Settings
-from service.core.storage import Storage
+from service.core.storage import Part, Storage
 from service.recordings import service as recordings
-from service.recordings import uploads
-from service.recordings.models import Recording, Status
+from service.recordings import store, uploads
+from service.recordings.models import Status
 from service.recordings.schemas import BrowserUpload
+from service.recordings.store import RecordingRow
 
 # Fields Uppy keeps in every file's meta for itself; they are not the user's metadata.
 UPPY_META_FIELDS = frozenset({"size", "name", "type", "relativePath"})
@@ -99,42 +100,39 @@ def create_single(**kwargs: Any) -> dict[str, Any]:
 
 def create_multipart(**kwargs: Any) -> dict[str, Any]:
     recording, opened = _open(multipart=True, **kwargs)
-    return {"key": recording.key, "uploadId": opened.upload_id, "bucket": kwargs["storage"].bucket}
+    return {"key": recording.s3_key, "uploadId": opened.upload_id, "bucket": kwargs["storage"].bucket}
 
 
-def owned_upload(session: Session, *, principal: Principal, upload_id: str, key: str) -> Recording:
+def owned_upload(db: store.Executor, *, principal: Principal, upload_id: str, key: str) -> RecordingRow:
     """The caller's recording behind ``key`` and ``upload_id``; anything else is a 404."""
-    recording = session.scalars(
-        select(Recording).where(Recording.s3_key == key, Recording.owner == principal.tenant)
-    ).first()
+    recording = store.at_key(db, key=key, tenant=principal.tenant)
     # A finished upload forgets its id (complete is idempotent); an open one must match it.
     if recording is None or (recording.upload_id is not None and recording.upload_id != upload_id):
         raise NotFound("Upload not found.")
     return recording
 
 
-def list_parts(*, storage: Storage, recording: Recording) -> list[dict[str, Any]]:
+def list_parts(*, storage: Storage, recording: RecordingRow) -> list[dict[str, Any]]:
     return [
-        {"PartNumber": p["part_number"], "ETag": p["etag"], "Size": p["size"]}
+        {"PartNumber": p.number, "ETag": p.etag, "Size": p.size}
         for p in uploads.uploaded_parts(storage=storage, recording=recording)
     ]
 
 
-def sign_parts(*, storage: Storage, recording: Recording, part_numbers: list[int]) -> dict[str, str]:
+def sign_parts(*, storage: Storage, recording: RecordingRow, part_numbers: list[int]) -> dict[str, str]:
     return uploads.presign_parts(storage=storage, recording=recording, part_numbers=part_numbers)
 
 
 def complete(
-    *, session: Session, storage: Storage, settings: Settings, recording: Recording, parts: list[dict[str, Any]]
+    *, session: Session, storage: Storage, settings: Settings, recording: RecordingRow, parts: list[Part]
 ) -> dict[str, Any]:
-    given = [{"part_number": int(p["PartNumber"]), "etag": str(p["ETag"])} for p in parts] if parts else None
     recording = uploads.complete_upload(
-        session=session, storage=storage, recording=recording, parts=given, max_bytes=settings.max_upload_bytes
+        session=session, storage=storage, recording=recording, parts=parts, max_bytes=settings.max_upload_bytes
     )
     return {"location": bucket_url(storage) + recording.s3_key, "key": recording.s3_key, "bucket": storage.bucket}
 
 
-def abort(*, session: Session, storage: Storage, recording: Recording) -> None:
-    if recording.status != Status.PENDING.value:
+def abort(*, session: Session, storage: Storage, recording: RecordingRow) -> None:
+    if recording.status != Status.PENDING:
         raise Conflict(f"The upload is no longer open (recording is {recording.status}); delete the recording instead.")
     recordings.delete_recording(session=session, storage=storage, recording=recording)

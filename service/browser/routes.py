@@ -13,6 +13,7 @@ from service.auth.sessions import require_origin_proof
 from service.browser import companion
 from service.core.problems import InvalidRequest, describe_pattern, pattern_meaning
 from service.core.settings import S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
+from service.core.storage import Part, normalize_etag
 from service.recordings.schemas import FILENAME_PATTERN, allowed_content_type_pattern
 from service.recordings.schemas import Metadata as BrowserMetadata
 from service.recordings.service import content_type_allowed
@@ -112,8 +113,8 @@ UploadId = Annotated[str, Path(max_length=1024, pattern=r"^[^\x00]+$")]
 @s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
 def list_uploaded_parts(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
     """The parts S3 holds already (Uppy resumes from these)."""
-    with caller.session() as session:
-        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+    with caller.connection() as connection:
+        recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
     return companion.list_parts(storage=caller.storage, recording=recording)
 
 
@@ -124,8 +125,8 @@ def sign_part_batch(
     part_numbers: Annotated[str, Query(alias="partNumbers", pattern=PART_NUMBERS_PATTERN, max_length=1000)],
     caller: CallerDep,
 ) -> SignedBatch:
-    with caller.session() as session:
-        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+    with caller.connection() as connection:
+        recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
     try:
         numbers = [int(item) for item in part_numbers.split(",") if item.strip()]
     except ValueError:
@@ -142,8 +143,8 @@ def sign_part(
     key: KeyQuery,
     caller: CallerDep,
 ) -> SignedPart:
-    with caller.session() as session:
-        recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
+    with caller.connection() as connection:
+        recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
     urls = companion.sign_parts(storage=caller.storage, recording=recording, part_numbers=[part_number])
     return SignedPart(url=urls[str(part_number)], expires=caller.settings.presign_expires_seconds)
 
@@ -157,7 +158,7 @@ def complete_multipart_upload(
 ) -> dict[str, Any]:
     """Assemble the listed parts (1..N, each but the last at least 5 MiB) and verify the object
     exactly as ``POST /v1/recordings/{id}/complete``; a declared size must match."""
-    parts = [p.model_dump() for p in body.parts]
+    parts = [Part(number=p.PartNumber, etag=normalize_etag(p.ETag)) for p in body.parts]
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
         return companion.complete(

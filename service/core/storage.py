@@ -216,6 +216,20 @@ def _is_missing(error: ClientError) -> bool:
     return error_code(error) in _MISSING
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a multipart upload: its number, its ETag (without quotes) and, where S3 reported
+    it, its size."""
+
+    number: int
+    etag: str
+    size: int | None = None
+
+
+def normalize_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
@@ -294,20 +308,24 @@ class Storage:
     def create_multipart(self, *, key: str, content_type: str) -> str:
         return self._call("create_multipart_upload", Key=key, ContentType=content_type)["UploadId"]
 
-    def list_parts(self, *, key: str, upload_id: str) -> list[dict] | None:
-        parts: list[dict] = []
+    def list_parts(self, *, key: str, upload_id: str) -> list[Part] | None:
+        """The parts S3 holds for the upload; None when the upload no longer exists."""
+        parts: list[Part] = []
         marker = 0
         while True:
             try:
                 page = self._call("list_parts", handled=_MISSING, Key=key, UploadId=upload_id, PartNumberMarker=marker)
             except ClientError:
                 return None
-            parts.extend(page.get("Parts", []))
+            parts.extend(
+                Part(number=int(p["PartNumber"]), etag=normalize_etag(p["ETag"]), size=int(p["Size"]))
+                for p in page.get("Parts", [])
+            )
             if not page.get("IsTruncated"):
                 return parts
             marker = int(page["NextPartNumberMarker"])
 
-    def complete_multipart(self, *, key: str, upload_id: str, parts: list[dict]) -> bool:
+    def complete_multipart(self, *, key: str, upload_id: str, parts: list[Part]) -> bool:
         """Assemble the object; False when the upload no longer exists (completed or aborted).
         Parts S3 will not assemble raise ClientError (InvalidPart, InvalidPartOrder, EntityTooSmall)."""
         try:
@@ -316,7 +334,7 @@ class Storage:
                 handled=_MISSING | _REJECTED_PARTS,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]},
             )
         except ClientError as exc:
             if _is_missing(exc):

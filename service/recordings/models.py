@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Integer, String, Uuid, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Enum, Index, Integer, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +27,19 @@ class UploadMethod(enum.StrEnum):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _stored_as_text(enum_type: type[enum.StrEnum]) -> Enum:
+    """The enum's values in a VARCHAR(16) column (the table's CHECK constraints list them):
+    rows load as enum members, and a value outside the enum is refused before it is sent."""
+    return Enum(
+        enum_type,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Recording(Base):
@@ -60,11 +73,11 @@ class Recording(Base):
     checksum_sha256: Mapped[str | None] = mapped_column(String(44))
     s3_key: Mapped[str] = mapped_column(String(512), nullable=False, unique=True)
     s3_version_id: Mapped[str | None] = mapped_column(String(1024))
-    upload_method: Mapped[str] = mapped_column(String(16), nullable=False)
+    upload_method: Mapped[UploadMethod] = mapped_column(_stored_as_text(UploadMethod), nullable=False)
     upload_id: Mapped[str | None] = mapped_column(String(1024))
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     part_count: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=Status.PENDING.value)
+    status: Mapped[Status] = mapped_column(_stored_as_text(Status), nullable=False, default=Status.PENDING)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
     failure_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, text
 
 from service.core.problems import TooManyRequests
 from service.core.settings import Settings
-from service.recordings.models import Recording, Status
+from service.recordings import store
 
 PENDING_RETRY_AFTER_SECONDS = 60
 
@@ -60,10 +60,7 @@ def enforce_pending_cap(connection: Connection, settings: Settings, tenant: str)
     if cap <= 0:
         return
     # Count at most `cap` rows: the cost stays bounded however many a tenant has open.
-    open_uploads = (
-        select(Recording.id).where(Recording.owner == tenant, Recording.status == Status.PENDING.value).limit(cap)
-    )
-    pending = connection.scalar(select(func.count()).select_from(open_uploads.subquery()))
+    pending = store.count_open_uploads(connection, tenant=tenant, cap=cap)
     if pending >= cap:
         raise TooManyRequests(
             f"This tenant already has {pending} uploads in progress (the limit is {cap}); complete or delete some.",

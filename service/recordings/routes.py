@@ -13,7 +13,7 @@ from service.auth.caller import CallerDep
 from service.core.problems import NotFound
 from service.core.settings import Settings
 from service.recordings import service
-from service.recordings.models import Recording, Status
+from service.recordings.models import Status
 from service.recordings.schemas import (
     CreatedRecording,
     Cursor,
@@ -23,6 +23,7 @@ from service.recordings.schemas import (
     RecordingUpdate,
     recording_create_model,
 )
+from service.recordings.store import RecordingRow
 from service.web.openapi import PROBLEM
 from service.web.read_routing import PrimaryNeeded, routed_read
 from service.web.responses import model_response
@@ -68,11 +69,13 @@ def build_router(settings: Settings) -> APIRouter:
 
         def page(session: Session, on_replica: bool) -> RecordingPage:
             rows, next_cursor = service.list_recordings(
-                session=session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
+                session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
             )
             if on_replica and any(service.may_need_repair(row) for row in rows):
                 raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
-            service.repair_pending(session, caller.storage, rows, max_bytes=caller.settings.max_upload_bytes)
+            rows = service.repair_pending(
+                session=session, storage=caller.storage, recordings=rows, max_bytes=caller.settings.max_upload_bytes
+            )
             return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
 
         return model_response(routed_read(caller.settings, page))
@@ -80,20 +83,23 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get("/{recording_id}", response_model=RecordingOut)
     def get_recording(recording_id: uuid.UUID, caller: CallerDep) -> Response:
         with caller.connection() as connection:
-            row = service.owned_row(connection, principal=caller.principal, recording_id=recording_id)
-        if row.status == Status.DELETED.value:
+            row = service.get_owned(connection, principal=caller.principal, recording_id=recording_id)
+        if row.status == Status.DELETED:
             # Deleted is gone for reads (HTTP: a DELETE removes the resource); it stays listable
             # with ?status=deleted and restorable with POST .../restore.
             raise NotFound(
                 "This recording was deleted; list it with ?status=deleted and bring it back with "
                 f"POST /v1/recordings/{recording_id}/restore."
             )
-        if not service.may_need_repair(row):
-            return model_response(service.row_to_out(row))
-        with caller.session() as session:
-            found = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-            service.repair_pending(session, caller.storage, [found], max_bytes=caller.settings.max_upload_bytes)
-            return model_response(service.to_out(found))
+        if service.may_need_repair(row):
+            with caller.session() as session:
+                (row,) = service.repair_pending(
+                    session=session,
+                    storage=caller.storage,
+                    recordings=[row],
+                    max_bytes=caller.settings.max_upload_bytes,
+                )
+        return model_response(service.to_out(row))
 
     @router.patch("/{recording_id}", response_model=RecordingOut, responses={409: PROBLEM})
     def update_recording(recording_id: uuid.UUID, data: RecordingUpdate, caller: CallerDep) -> Response:
@@ -153,11 +159,13 @@ def _downloadable(caller, recording_id: uuid.UUID):
     ``available``; anything else (not there yet, just completed, restored or verified, pending
     bytes to verify) is read, and repaired, on the primary."""
 
-    def read(session: Session, on_replica: bool) -> Recording:
+    def read(session: Session, on_replica: bool) -> RecordingRow:
         recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
-        if on_replica and recording.status != Status.AVAILABLE.value:
+        if on_replica and recording.status != Status.AVAILABLE:
             raise PrimaryNeeded
-        service.repair_pending(session, caller.storage, [recording], max_bytes=caller.settings.max_upload_bytes)
+        (recording,) = service.repair_pending(
+            session=session, storage=caller.storage, recordings=[recording], max_bytes=caller.settings.max_upload_bytes
+        )
         return recording
 
     return read

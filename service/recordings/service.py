@@ -8,10 +8,9 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
@@ -20,8 +19,8 @@ from service.core.problems import Conflict, InvalidRequest, NotFound
 from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, Settings
 from service.core.storage import Storage, expires_at
 from service.observability import lifecycle as events
-from service.recordings import pending, uploads
-from service.recordings.models import Recording, Status, UploadMethod
+from service.recordings import pending, store, uploads
+from service.recordings.models import Status, UploadMethod
 from service.recordings.schemas import (
     CURSOR_PATTERN,
     BrowserUpload,
@@ -34,43 +33,37 @@ from service.recordings.schemas import (
     metadata_bytes,
     stored_metadata_is_servable,
 )
+from service.recordings.store import Executor, RecordingRow
 
 log = logging.getLogger("service.recordings")
 
 
-def to_out(recording: Recording) -> RecordingOut:
-    return _out(recording, recording.s3_key, recording.metadata_)
-
-
-def row_to_out(row: Row | SimpleNamespace) -> RecordingOut:
-    """The same as ``to_out`` for the columns of a recordings row (a Core row, or a new row's values)."""
-    return _out(row, row.s3_key, row.metadata)
-
-
-def _out(source: Recording | Row | SimpleNamespace, key: str, metadata: dict) -> RecordingOut:
+def to_out(recording: RecordingRow) -> RecordingOut:
+    """The API's view of a recording."""
+    metadata = recording.metadata
     if not stored_metadata_is_servable(metadata):
         # Stored before the metadata limits existed and too deep to serialize: the recording
         # stays readable (and its metadata replaceable with PATCH) rather than failing every read.
-        log.warning("recording %s: stored metadata cannot be served; answering {}", source.id)
+        log.warning("recording %s: stored metadata cannot be served; answering {}", recording.id)
         metadata = {}
     return RecordingOut(
-        id=source.id,
-        title=source.title,
-        filename=source.filename,
-        content_type=source.content_type,
-        size_bytes=source.size_bytes,
-        checksum_sha256=source.checksum_sha256,
-        status=source.status,
-        key=key,
-        upload_method=source.upload_method,
-        part_size=source.part_size,
-        part_count=source.part_count,
+        id=recording.id,
+        title=recording.title,
+        filename=recording.filename,
+        content_type=recording.content_type,
+        size_bytes=recording.size_bytes,
+        checksum_sha256=recording.checksum_sha256,
+        status=recording.status,
+        key=recording.s3_key,
+        upload_method=recording.upload_method,
+        part_size=recording.part_size,
+        part_count=recording.part_count,
         metadata=metadata,
-        failure_reason=source.failure_reason,
-        created_at=as_utc(source.created_at),
-        updated_at=as_utc(source.updated_at),
-        completed_at=as_utc(source.completed_at),
-        deleted_at=as_utc(source.deleted_at),
+        failure_reason=recording.failure_reason,
+        created_at=as_utc(recording.created_at),
+        updated_at=as_utc(recording.updated_at),
+        completed_at=as_utc(recording.completed_at),
+        deleted_at=as_utc(recording.deleted_at),
     )
 
 
@@ -78,31 +71,12 @@ def content_type_allowed(content_type: str, allowed: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(content_type, pattern.lower()) for pattern in allowed)
 
 
-def get_owned(session: Session, *, principal: Principal, recording_id: uuid.UUID) -> Recording:
+def get_owned(db: Executor, *, principal: Principal, recording_id: uuid.UUID, lock: bool = False) -> RecordingRow:
     """The caller's recording; another tenant's is indistinguishable from a missing one (404)."""
-    recording = session.scalars(
-        select(Recording).where(Recording.id == recording_id, Recording.owner == principal.tenant)
-    ).first()
+    recording = store.owned(db, tenant=principal.tenant, recording_id=recording_id, lock=lock)
     if recording is None:
         raise NotFound()
     return recording
-
-
-# The hottest statements, Core and built once: reading one recording by id (no ORM object is
-# loaded unless the recording needs a repair) and inserting a new one.
-_recordings = Recording.__table__
-_OWNED_ROW = select(_recordings).where(
-    _recordings.c.id == bindparam("recording_id"), _recordings.c.owner == bindparam("owner")
-)
-_INSERT = insert(_recordings)
-
-
-def owned_row(connection: Connection, *, principal: Principal, recording_id: uuid.UUID) -> Row:
-    """``get_owned`` as a Core row, for reads that change nothing."""
-    row = connection.execute(_OWNED_ROW, {"recording_id": recording_id, "owner": principal.tenant}).first()
-    if row is None:
-        raise NotFound()
-    return row
 
 
 # Read-repair ----------------------------------------------------------------------------------
@@ -111,25 +85,34 @@ def owned_row(connection: Connection, *, principal: Principal, recording_id: uui
 MAX_REPAIRS_PER_READ = 10
 
 
-def may_need_repair(recording: Recording | Row) -> bool:
-    return recording.status == Status.PENDING.value and recording.upload_method == UploadMethod.POST.value
+def may_need_repair(recording: RecordingRow) -> bool:
+    return recording.status == Status.PENDING and recording.upload_method == UploadMethod.POST
 
 
 def repair_pending(
-    session: Session, storage: Storage, recordings: list[Recording], *, max_bytes: int = S3_MAX_OBJECT_BYTES
-) -> None:
-    """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does.
+    *, session: Session, storage: Storage, recordings: list[RecordingRow], max_bytes: int = S3_MAX_OBJECT_BYTES
+) -> list[RecordingRow]:
+    """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does;
+    the recordings as they are afterwards.
 
     Browser single uploads (Uppy) never call back after their POST to S3; in AWS the S3 event
     handler verifies them, and where no events arrive (the local run) reading them does. The read
     routes (get, list, download) call this; changes act on the state they were aimed at. An object
     that is not there yet leaves the recording pending.
     """
-    candidates = [r for r in recordings if may_need_repair(r)][:MAX_REPAIRS_PER_READ]
-    for recording in candidates:
-        info = uploads.inspect_object(storage=storage, recording=recording)
-        if info is not None:
-            uploads.finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
+    checked = {r.id for r in [r for r in recordings if may_need_repair(r)][:MAX_REPAIRS_PER_READ]}
+    if not checked:
+        return recordings
+    repaired = []
+    for recording in recordings:
+        if recording.id in checked:
+            info = uploads.inspect_object(storage=storage, recording=recording)
+            if info is not None:
+                recording = uploads.finalize(
+                    session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes
+                )
+        repaired.append(recording)
+    return repaired
 
 
 def create_recording(
@@ -156,7 +139,7 @@ def create_recording(
         )
     else:
         upload = PostUpload(url=opened.url, fields=opened.fields, expires_at=deadline)
-    return CreatedRecording(recording=recording, upload=upload)
+    return CreatedRecording(recording=to_out(recording), upload=upload)
 
 
 @dataclass(frozen=True)
@@ -176,7 +159,7 @@ def open_upload(
     principal: Principal,
     data: RecordingCreate | BrowserUpload,
     multipart: bool,
-) -> tuple[RecordingOut, OpenedUpload]:
+) -> tuple[RecordingRow, OpenedUpload]:
     """Check the request, open the upload in S3 and store the pending recording.
 
     A ``BrowserUpload`` (Uppy) may leave the size undeclared and chooses its own part size: its
@@ -204,8 +187,7 @@ def open_upload(
     recording_id = uuid.uuid4()
     key = uploads.s3_key_for(principal.tenant, recording_id)
     now = utcnow()
-    # The new row's columns: no ORM object, so no unit of work or attribute instrumentation.
-    row = {
+    values = {
         "id": recording_id,
         "owner": principal.tenant,
         "title": data.title,
@@ -214,28 +196,22 @@ def open_upload(
         "size_bytes": size,
         "checksum_sha256": data.checksum_sha256,
         "s3_key": key,
-        "s3_version_id": None,
-        "upload_method": UploadMethod.POST.value,
+        "upload_method": UploadMethod.MULTIPART if multipart else UploadMethod.POST,
         "upload_id": None,
         "part_size": None,
         "part_count": None,
-        "status": Status.PENDING.value,
         "metadata": data.metadata,
-        "failure_reason": None,
         "created_at": now,
         "updated_at": now,
-        "completed_at": None,
-        "deleted_at": None,
-        "swept_at": None,
     }
     if multipart:
         # Open the upload before the row exists: a failure here leaves no row behind, and an
         # upload without a row is aborted by the bucket's lifecycle rule.
         upload_id = storage.create_multipart(key=key, content_type=data.content_type)
-        row.update(upload_method=UploadMethod.MULTIPART.value, upload_id=upload_id)
+        values["upload_id"] = upload_id
         if isinstance(data, RecordingCreate):
             plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
-            row.update(part_size=plan.part_size, part_count=plan.part_count)
+            values.update(part_size=plan.part_size, part_count=plan.part_count)
         opened = OpenedUpload(upload_id=upload_id)
     else:
         post = storage.presign_post(
@@ -248,13 +224,13 @@ def open_upload(
         opened = OpenedUpload(url=post["url"], fields=post["fields"])
     try:
         with pending.pending_slot(connection, settings, principal.tenant):
-            connection.execute(_INSERT, row)
+            recording = store.insert_row(connection, values)
     except Exception:
-        if row["upload_id"]:
-            storage.abort_multipart(key=key, upload_id=row["upload_id"])
+        if opened.upload_id:
+            storage.abort_multipart(key=key, upload_id=opened.upload_id)
         raise
     events.upload_transition("created")
-    return row_to_out(SimpleNamespace(**row)), opened
+    return recording, opened
 
 
 # Listing with keyset pagination ---------------------------------------------------------------
@@ -264,7 +240,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
-def encode_cursor(recording: Recording) -> str:
+def encode_cursor(recording: RecordingRow) -> str:
     """The keyset position after ``recording``: its creation time in microseconds, and its id."""
     micros = (as_utc(recording.created_at) - _EPOCH) // timedelta(microseconds=1)
     return f"{micros}.{recording.id.hex}"
@@ -280,19 +256,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def list_recordings(
-    *, session: Session, principal: Principal, limit: int, cursor: str | None, status: Status | None
-) -> tuple[list[Recording], str | None]:
-    statement = select(Recording).where(Recording.owner == principal.tenant)
-    if status is not None:
-        statement = statement.where(Recording.status == status.value)
-    else:
-        statement = statement.where(Recording.status != Status.DELETED.value)
-    if cursor:
-        created, recording_id = decode_cursor(cursor)
-        statement = statement.where(
-            or_(Recording.created_at < created, and_(Recording.created_at == created, Recording.id < recording_id))
-        )
-    rows = list(session.scalars(statement.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(limit + 1)))
+    db: Executor, *, principal: Principal, limit: int, cursor: str | None, status: Status | None
+) -> tuple[list[RecordingRow], str | None]:
+    """A page of the caller's recordings, newest first, and the cursor of the next page."""
+    after = decode_cursor(cursor) if cursor else None
+    rows = store.page(db, tenant=principal.tenant, limit=limit + 1, after=after, status=status)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -310,47 +278,53 @@ def check_metadata_size(metadata: dict, settings: Settings) -> None:
         )
 
 
-def update_recording(*, session: Session, settings: Settings, recording: Recording, data: RecordingUpdate) -> Recording:
-    if recording.status == Status.DELETED.value:
+def update_recording(
+    *, session: Session, settings: Settings, recording: RecordingRow, data: RecordingUpdate
+) -> RecordingRow:
+    if recording.status == Status.DELETED:
         raise Conflict("A deleted recording cannot be changed; restore it first.")
     changes = data.model_dump(exclude_unset=True)
-    if "title" in changes:
-        recording.title = changes["title"]
     if "metadata" in changes:
         if changes["metadata"] is None:
             raise InvalidRequest("metadata must be an object; send {} to clear it.")
         check_metadata_size(changes["metadata"], settings)
-        recording.metadata_ = changes["metadata"]
-    if changes:
-        recording.updated_at = utcnow()
-        session.commit()
-    return recording
+    if not changes:
+        return recording
+    updated = store.change(session, recording_id=recording.id, updated_at=utcnow(), **changes)
+    session.commit()
+    return updated or recording
 
 
-def delete_recording(*, session: Session, storage: Storage, recording: Recording) -> None:
+def delete_recording(*, session: Session, storage: Storage, recording: RecordingRow) -> None:
     """Pending: abort and purge the partial bytes. Available: delete (restorable). Idempotent."""
     previous = recording.status
-    if previous == Status.DELETED.value:
+    if previous == Status.DELETED:
         return
-    if previous == Status.AVAILABLE.value:
+    if previous == Status.AVAILABLE:
         storage.delete(key=recording.s3_key)
     else:
         if recording.upload_id:
             storage.abort_multipart(key=recording.s3_key, upload_id=recording.upload_id)
         storage.purge(key=recording.s3_key)
     now = utcnow()
-    result = session.execute(
-        update(Recording)
-        .where(Recording.id == recording.id, Recording.status == previous)
-        .values(status=Status.DELETED.value, deleted_at=now, updated_at=now, upload_id=None)
+    deleted = store.transition(
+        session,
+        recording_id=recording.id,
+        expected=previous,
+        status=Status.DELETED,
+        deleted_at=now,
+        updated_at=now,
+        upload_id=None,
     )
     session.commit()
-    if result.rowcount == 1:
+    if deleted is not None:
         events.upload_transition("deleted")
 
 
-def restore_recording(*, session: Session, storage: Storage, settings: Settings, recording: Recording) -> Recording:
-    if recording.status != Status.DELETED.value:
+def restore_recording(
+    *, session: Session, storage: Storage, settings: Settings, recording: RecordingRow
+) -> RecordingRow:
+    if recording.status != Status.DELETED:
         raise Conflict(f"Only deleted recordings can be restored; this one is {recording.status}.")
     deleted_at = as_utc(recording.deleted_at)
     if not recording.s3_version_id or recording.completed_at is None:
@@ -363,12 +337,14 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
     # The recorded version becomes the current one: the delete markers above it go, and so do
     # bytes nothing tracks (a later POST with a form that was still valid).
     storage.remove_untracked(key=recording.s3_key, keep_version_id=recording.s3_version_id, keep_delete_markers=False)
-    now = utcnow()
     try:
-        result = session.execute(
-            update(Recording)
-            .where(Recording.id == recording.id, Recording.status == Status.DELETED.value)
-            .values(status=Status.AVAILABLE.value, deleted_at=None, updated_at=now)
+        restored = store.transition(
+            session,
+            recording_id=recording.id,
+            expected=Status.DELETED,
+            status=Status.AVAILABLE,
+            deleted_at=None,
+            updated_at=utcnow(),
         )
         session.commit()
     except Exception:
@@ -376,10 +352,12 @@ def restore_recording(*, session: Session, storage: Storage, settings: Settings,
         session.rollback()
         storage.delete(key=recording.s3_key)
         raise
-    if result.rowcount == 1:
-        events.upload_transition("restored")
-    session.refresh(recording)
-    return recording
+    if restored is None:
+        # Restored (or changed) by a concurrent call first: answer with what it is now.
+        current = store.owned(session, tenant=recording.owner, recording_id=recording.id)
+        return current or recording
+    events.upload_transition("restored")
+    return restored
 
 
 # Downloads ------------------------------------------------------------------------------------
@@ -391,8 +369,8 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
     return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def download_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
-    if recording.status != Status.AVAILABLE.value:
+def download_link(*, storage: Storage, settings: Settings, recording: RecordingRow) -> tuple[str, datetime]:
+    if recording.status != Status.AVAILABLE:
         raise Conflict(f"Only available recordings can be downloaded; this one is {recording.status}.")
     url = storage.presign_get(
         key=recording.s3_key,
@@ -406,10 +384,10 @@ def download_link(*, storage: Storage, settings: Settings, recording: Recording)
 PLAYABLE_TYPES = ("audio/", "video/")
 
 
-def play_link(*, storage: Storage, settings: Settings, recording: Recording) -> tuple[str, datetime]:
+def play_link(*, storage: Storage, settings: Settings, recording: RecordingRow) -> tuple[str, datetime]:
     """A presigned GET that browsers play in place: ``inline``, and only for audio and video,
     whose media type (verified at upload) S3 is told to send, so nothing else renders from it."""
-    if recording.status != Status.AVAILABLE.value:
+    if recording.status != Status.AVAILABLE:
         raise Conflict(f"Only available recordings can be played; this one is {recording.status}.")
     if not recording.content_type.startswith(PLAYABLE_TYPES):
         raise Conflict(f"Only audio and video play in the page; download this {recording.content_type} file instead.")

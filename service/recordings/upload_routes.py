@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.auth.caller import CallerDep
 from service.core.clock import utcnow
 from service.core.problems import InvalidRequest
-from service.core.storage import expires_at
+from service.core.storage import Part, expires_at, normalize_etag
 from service.recordings import service as recordings
 from service.recordings import uploads as service
 from service.recordings.schemas import RecordingOut
@@ -79,8 +79,8 @@ def sign_parts(
 ) -> Response:
     """Presigned PUT URLs for up to 100 parts of a multipart upload."""
     numbers = parse_part_numbers(part_numbers)
-    with caller.session() as session:
-        recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
+    with caller.connection() as connection:
+        recording = recordings.get_owned(connection, principal=caller.principal, recording_id=recording_id)
     urls = service.presign_parts(storage=caller.storage, recording=recording, part_numbers=numbers)
     expires = expires_at(utcnow(), caller.settings.presign_expires_seconds)
     return model_response(PartUrls(urls=urls, expires_at=expires))
@@ -89,9 +89,12 @@ def sign_parts(
 @router.get("/upload/parts/uploaded", response_model=UploadedParts)
 def list_uploaded_parts(recording_id: uuid.UUID, caller: CallerDep) -> Response:
     """The parts S3 already holds, so an interrupted upload can resume where it stopped."""
-    with caller.session() as session:
-        recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
-    return model_response(UploadedParts(parts=service.uploaded_parts(storage=caller.storage, recording=recording)))
+    with caller.connection() as connection:
+        recording = recordings.get_owned(connection, principal=caller.principal, recording_id=recording_id)
+    parts = service.uploaded_parts(storage=caller.storage, recording=recording)
+    return model_response(
+        UploadedParts(parts=[UploadedPart(part_number=p.number, etag=p.etag, size=p.size or 0) for p in parts])
+    )
 
 
 @router.post("/complete", response_model=RecordingOut)
@@ -101,7 +104,7 @@ def complete_upload(
     body: Annotated[CompleteRequest | None, Body()] = None,
 ) -> Response:
     """Finish the upload and verify the object (size, type, checksum). Idempotent."""
-    parts = [part.model_dump() for part in body.parts] if body else None
+    parts = [Part(number=part.part_number, etag=normalize_etag(part.etag)) for part in body.parts] if body else None
     with caller.session() as session:
         recording = recordings.get_owned(session, principal=caller.principal, recording_id=recording_id)
         completed = service.complete_upload(

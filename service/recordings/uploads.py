@@ -14,15 +14,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.core.clock import utcnow
 from service.core.problems import Conflict, InvalidRequest
 from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
-from service.core.storage import ObjectInfo, Storage, StorageUnavailable
+from service.core.storage import ObjectInfo, Part, Storage, StorageUnavailable, normalize_etag
 from service.observability import lifecycle as events
-from service.recordings.models import Recording, Status, UploadMethod
+from service.recordings import store
+from service.recordings.models import Status, UploadMethod
+from service.recordings.store import RecordingRow
 
 log = logging.getLogger("service.uploads")
 
@@ -51,12 +52,8 @@ def s3_key_for(tenant: str, recording_id: uuid.UUID) -> str:
     return f"{tenant}/{recording_id}"
 
 
-def normalize_etag(etag: str) -> str:
-    return etag.strip().strip('"')
-
-
-def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[int]) -> dict[str, str]:
-    require_open_multipart(recording)
+def presign_parts(*, storage: Storage, recording: RecordingRow, part_numbers: list[int]) -> dict[str, str]:
+    upload_id = require_open_multipart(recording)
     if not part_numbers:
         raise InvalidRequest("Name at least one part number.", slug="invalid-part-number")
     if len(part_numbers) > MAX_PART_URLS_PER_BATCH:
@@ -75,26 +72,26 @@ def presign_parts(*, storage: Storage, recording: Recording, part_numbers: list[
             slug="invalid-part-number",
         )
     return {
-        str(n): storage.presign_part(key=recording.s3_key, upload_id=recording.upload_id, part_number=n)
+        str(n): storage.presign_part(key=recording.s3_key, upload_id=upload_id, part_number=n)
         for n in dict.fromkeys(part_numbers)
     }
 
 
-def require_open_multipart(recording: Recording) -> None:
-    if recording.upload_method != UploadMethod.MULTIPART.value:
+def require_open_multipart(recording: RecordingRow) -> str:
+    """The id of the recording's open multipart upload (409 when there is none)."""
+    if recording.upload_method != UploadMethod.MULTIPART:
         raise Conflict("This recording was not uploaded in parts.")
-    if recording.status != Status.PENDING.value or not recording.upload_id:
+    if recording.status != Status.PENDING or not recording.upload_id:
         raise Conflict(f"The upload is no longer open (recording is {recording.status}).")
+    return recording.upload_id
 
 
-def uploaded_parts(*, storage: Storage, recording: Recording) -> list[dict]:
-    require_open_multipart(recording)
-    parts = storage.list_parts(key=recording.s3_key, upload_id=recording.upload_id)
+def uploaded_parts(*, storage: Storage, recording: RecordingRow) -> list[Part]:
+    upload_id = require_open_multipart(recording)
+    parts = storage.list_parts(key=recording.s3_key, upload_id=upload_id)
     if parts is None:
         raise Conflict("The multipart upload no longer exists; complete or recreate the recording.")
-    return [
-        {"part_number": int(p["PartNumber"]), "etag": normalize_etag(p["ETag"]), "size": int(p["Size"])} for p in parts
-    ]
+    return parts
 
 
 # Verification ---------------------------------------------------------------------------------
@@ -106,7 +103,7 @@ class Verdict:
     reason: str | None = None
 
 
-def verify_object(recording: Recording, info: ObjectInfo | None, max_bytes: int = S3_MAX_OBJECT_BYTES) -> Verdict:
+def verify_object(recording: RecordingRow, info: ObjectInfo | None, max_bytes: int = S3_MAX_OBJECT_BYTES) -> Verdict:
     if info is None:
         return Verdict(False, "No object was uploaded.")
     if recording.size_bytes is None:
@@ -124,7 +121,7 @@ def verify_object(recording: Recording, info: ObjectInfo | None, max_bytes: int 
     return Verdict(True)
 
 
-def inspect_object(*, storage: Storage, recording: Recording) -> ObjectInfo | None:
+def inspect_object(*, storage: Storage, recording: RecordingRow) -> ObjectInfo | None:
     """HeadObject, plus the checksum where the store does not report one (S3 does, for uploads
     that declared one; S3-compatible servers may not). Only single uploads carry a checksum, so
     the read is bounded by the multipart threshold."""
@@ -145,33 +142,32 @@ def finalize(
     *,
     session: Session,
     storage: Storage,
-    recording: Recording,
+    recording: RecordingRow,
     info: ObjectInfo | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
-) -> Recording:
+) -> RecordingRow:
     """Apply the verdict once (pending -> available | failed) and return the current row."""
     verdict = verify_object(recording, info, max_bytes)
-    key, upload_id = recording.s3_key, recording.upload_id
-    now = utcnow()
-    values: dict = {"updated_at": now, "upload_id": None}
-    if verdict.ok:
+    values: dict[str, object] = {"updated_at": utcnow(), "upload_id": None}
+    if verdict.ok and info is not None:
         values.update(
-            status=Status.AVAILABLE.value, s3_version_id=info.version_id, completed_at=now, size_bytes=info.size
+            status=Status.AVAILABLE,
+            s3_version_id=info.version_id,
+            completed_at=values["updated_at"],
+            size_bytes=info.size,
         )
     else:
-        values.update(status=Status.FAILED.value, failure_reason=verdict.reason)
-    result = session.execute(
-        update(Recording).where(Recording.id == recording.id, Recording.status == Status.PENDING.value).values(**values)
-    )
+        values.update(status=Status.FAILED, failure_reason=verdict.reason)
+    changed = store.transition(session, recording_id=recording.id, expected=Status.PENDING, **values)
     session.commit()
-    won = result.rowcount == 1
-    if won:
-        events.upload_transition("completed" if verdict.ok else "failed")
-        log.info("recording %s %s", recording.id, "available" if verdict.ok else f"failed: {verdict.reason}")
-        if not verdict.ok:
-            _discard_bytes(storage, key=key, upload_id=upload_id)
-    session.refresh(recording)
-    return recording
+    if changed is None:
+        # Another caller applied its verdict first: answer with the row as it is now.
+        return store.at_key(session, key=recording.s3_key) or recording
+    events.upload_transition("completed" if verdict.ok else "failed")
+    log.info("recording %s %s", recording.id, "available" if verdict.ok else f"failed: {verdict.reason}")
+    if not verdict.ok:
+        _discard_bytes(storage, key=recording.s3_key, upload_id=recording.upload_id)
+    return changed
 
 
 def _discard_bytes(storage: Storage, *, key: str, upload_id: str | None) -> None:
@@ -193,10 +189,10 @@ def complete_upload(
     *,
     session: Session,
     storage: Storage,
-    recording: Recording,
-    parts: list[dict] | None,
+    recording: RecordingRow,
+    parts: list[Part] | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
-) -> Recording:
+) -> RecordingRow:
     """Finish an upload and verify it. Idempotent: an available recording is returned unchanged.
 
     Concurrent completes of one recording take turns on its row (``SELECT ... FOR UPDATE``, held
@@ -204,45 +200,49 @@ def complete_upload(
     gone and the object not yet there while the first is still assembling it, and fail a good
     upload. The second call then sees the first one's verdict.
     """
-    if recording.status == Status.PENDING.value:
-        session.refresh(recording, with_for_update=True)
-    if recording.status == Status.AVAILABLE.value:
+    if recording.status == Status.PENDING:
+        locked = store.owned(session, tenant=recording.owner, recording_id=recording.id, lock=True)
+        recording = locked or recording
+    if recording.status == Status.AVAILABLE:
         return recording
-    if recording.status != Status.PENDING.value:
+    if recording.status != Status.PENDING:
         raise Conflict(f"Only pending uploads can be completed; this recording is {recording.status}.")
-    if recording.upload_method == UploadMethod.MULTIPART.value and recording.upload_id:
+    if recording.upload_method == UploadMethod.MULTIPART and recording.upload_id:
         too_large = _assemble(storage=storage, recording=recording, parts=parts, max_bytes=max_bytes)
         if too_large:
             # Never assembled: the parts go, and the recording fails with the reason.
             recording = finalize(
                 session=session, storage=storage, recording=recording, info=too_large, max_bytes=max_bytes
             )
-    if recording.status == Status.PENDING.value:
+    if recording.status == Status.PENDING:
         info = inspect_object(storage=storage, recording=recording)
         recording = finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
-    if recording.status == Status.FAILED.value:
+    if recording.status == Status.FAILED:
         # 409, not 422: the request was well formed; what S3 holds conflicts with the declaration.
         raise Conflict(
             f"Upload verification failed: {recording.failure_reason}",
             slug="verification-failed",
             recording_id=str(recording.id),
         )
-    if recording.status != Status.AVAILABLE.value:
+    if recording.status != Status.AVAILABLE:
         raise Conflict(f"Only pending uploads can be completed; this recording is {recording.status}.")
     return recording
 
 
-def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | None, max_bytes: int) -> ObjectInfo | None:
+def _assemble(
+    *, storage: Storage, recording: RecordingRow, parts: list[Part] | None, max_bytes: int
+) -> ObjectInfo | None:
     """Complete the multipart upload from the parts S3 holds, after checking them against S3's
     rules and the recording. Returns the would-be object when it would be too large (and leaves
     the upload unassembled), else None."""
-    listed = storage.list_parts(key=recording.s3_key, upload_id=recording.upload_id)
-    if listed is None:
+    upload_id = recording.upload_id
+    listed = storage.list_parts(key=recording.s3_key, upload_id=upload_id) if upload_id else None
+    if upload_id is None or listed is None:
         return None  # already assembled by a concurrent call (or aborted): verification decides
-    uploaded = {int(p["PartNumber"]): (normalize_etag(p["ETag"]), int(p["Size"])) for p in listed}
+    uploaded = {p.number: (p.etag, p.size or 0) for p in listed}
     planned = recording.part_count
     if parts is not None:
-        given = {int(p["part_number"]): normalize_etag(p["etag"]) for p in parts}
+        given = {p.number: normalize_etag(p.etag) for p in parts}
         count = planned or len(given)
         # 409 for every check against what S3 holds: the request is well formed, the upload is not
         # in a state to complete.
@@ -279,9 +279,7 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
         )
     try:
         storage.complete_multipart(
-            key=recording.s3_key,
-            upload_id=recording.upload_id,
-            parts=[{"PartNumber": n, "ETag": f'"{uploaded[n][0]}"'} for n in expected],
+            key=recording.s3_key, upload_id=upload_id, parts=[Part(number=n, etag=uploaded[n][0]) for n in expected]
         )
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
@@ -293,16 +291,16 @@ def _assemble(*, storage: Storage, recording: Recording, parts: list[dict] | Non
 
 def reconcile_key(
     *, session: Session, storage: Storage, key: str, version_id: str | None = None, max_bytes: int = S3_MAX_OBJECT_BYTES
-) -> Recording | None:
+) -> RecordingRow | None:
     """Verify the recording stored at ``key`` after S3 reported an object there (at least once).
 
     Unknown keys return None. Bytes for a recording that is no longer pending, or a version that
     is not the recorded one (a second POST with a still-valid form), are removed.
     """
-    recording = session.scalars(select(Recording).where(Recording.s3_key == key)).first()
+    recording = store.at_key(session, key=key)
     if recording is None:
         return None
-    if recording.status != Status.PENDING.value:
+    if recording.status != Status.PENDING:
         if version_id is None or version_id != recording.s3_version_id:
             remove_untracked(storage=storage, recording=recording)
         return recording
@@ -314,13 +312,13 @@ def reconcile_key(
     return finalize(session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes)
 
 
-def remove_untracked(*, storage: Storage, recording: Recording) -> int:
+def remove_untracked(*, storage: Storage, recording: RecordingRow) -> int:
     """Remove what the bucket holds at a settled recording's key beyond what the row records:
     every version of a failed or expired one; every version but the recorded one otherwise
     (delete markers stay, so a deleted recording stays deleted and restorable)."""
-    if recording.status == Status.PENDING.value:
+    if recording.status == Status.PENDING:
         return 0
-    keep = recording.s3_version_id if recording.status in (Status.AVAILABLE.value, Status.DELETED.value) else None
+    keep = recording.s3_version_id if recording.status in (Status.AVAILABLE, Status.DELETED) else None
     if keep is None:
         return storage.purge(key=recording.s3_key)
     # Delete markers stay: a concurrent delete of an available recording must not be undone.
@@ -351,30 +349,25 @@ def reap(
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.upload_ttl_seconds)
-    stale = session.execute(
-        select(Recording.id, Recording.s3_key, Recording.upload_id)
-        .where(Recording.status == Status.PENDING.value, Recording.created_at < cutoff)
-        .order_by(Recording.created_at)
-        .limit(batch_size)
-    ).all()
+    stale = store.stale_uploads(session, created_before=cutoff, limit=batch_size)
+    session.commit()
     expired = 0
-    for row in stale:
-        claimed = session.execute(
-            update(Recording)
-            .where(Recording.id == row.id, Recording.status == Status.PENDING.value)
-            .values(
-                status=Status.EXPIRED.value,
-                updated_at=utcnow(),
-                upload_id=None,
-                failure_reason="The upload was not completed in time.",
-            )
+    for recording in stale:
+        claimed = store.transition(
+            session,
+            recording_id=recording.id,
+            expected=Status.PENDING,
+            status=Status.EXPIRED,
+            updated_at=utcnow(),
+            upload_id=None,
+            failure_reason="The upload was not completed in time.",
         )
         session.commit()
-        if claimed.rowcount != 1:
+        if claimed is None:
             continue
         expired += 1
         events.upload_transition("expired")
-        _discard_bytes(storage, key=row.s3_key, upload_id=row.upload_id)
+        _discard_bytes(storage, key=recording.s3_key, upload_id=recording.upload_id)
     swept = sweep(session=session, storage=storage, settings=settings, now=now, batch_size=batch_size)
     return ReapResult(expired=expired, examined=len(stale), swept=swept)
 
@@ -385,18 +378,10 @@ def sweep(*, session: Session, storage: Storage, settings: Settings, now: dateti
     once, after its presigned form expired: no upload can start there afterwards; one that had
     started and finishes later is removed by the S3 event handler."""
     closed = now - timedelta(seconds=settings.presign_expires_seconds)
-    settled = session.scalars(
-        select(Recording)
-        .where(
-            Recording.swept_at.is_(None),
-            Recording.status != Status.PENDING.value,
-            Recording.created_at < closed,
-        )
-        .order_by(Recording.created_at)
-        .limit(batch_size)
-    ).all()
+    settled = store.unswept_settled(session, created_before=closed, limit=batch_size)
+    session.commit()
     for recording in settled:
         remove_untracked(storage=storage, recording=recording)
-        session.execute(update(Recording).where(Recording.id == recording.id).values(swept_at=now))
+        store.change(session, recording_id=recording.id, swept_at=now)
         session.commit()
     return len(settled)

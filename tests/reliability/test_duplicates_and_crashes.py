@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from service.core import storage as storage_module
 from service.core.db import dispose_engines, session_scope
-from service.core.storage import Storage
+from service.core.storage import Part, Storage
 from service.recordings.uploads import reconcile_key
 from tests.api.uploading import MiB, complete, create, payload, put_parts, upload_single
 from tests.reliability.conftest import client_for
@@ -119,7 +119,7 @@ def test_killed_after_s3_assembled_but_before_the_row_changed(settings, alice_ke
     Storage.from_settings(settings).complete_multipart(
         key=recording["key"],
         upload_id=upload_id,
-        parts=[{"PartNumber": n, "ETag": f'"{etags[n]}"'} for n in (1, 2, 3)],
+        parts=[Part(number=n, etag=etags[n]) for n in (1, 2, 3)],
     )
     _kill_process_state(settings)
     assert _event(settings, recording["key"]) == "available"
