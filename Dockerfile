@@ -28,7 +28,7 @@ LABEL org.opencontainers.image.title="recordings-service" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://github.com/recordings-service/recordings-service"
 # PROMETHEUS_MULTIPROC_DIR: every uvicorn worker writes its metrics there and /metrics aggregates
-# them (service/observability/metrics.py); `serve` empties it at start.
+# them (service/observability/metrics/); `serve` empties it at start.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

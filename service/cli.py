@@ -12,11 +12,11 @@ from service.core.settings import get_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.observability import metrics
     from service.observability.logging import logging_dict
+    from service.observability.metrics import exposition
 
     settings = get_settings()
-    metrics.prepare_multiprocess_dir()
+    exposition.prepare_multiprocess_dir()
     uvicorn.run(
         "service.api.app:create_app",
         factory=True,

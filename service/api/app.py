@@ -13,7 +13,7 @@ from service.browser.page import install_page
 from service.browser.routes import build_uppy_create_router, config_router, s3_router
 from service.core.heap import freeze_startup_heap
 from service.core.settings import Settings, get_settings
-from service.observability import metrics
+from service.observability.metrics import http as http_metrics
 from service.recordings.routes import build_router as recordings_router
 from service.recordings.upload_routes import router as uploads_router
 from service.web.errors import document_problem_responses, install_error_handlers
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipWhenAccepted, minimum_size=1024)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
-    metrics.install_metrics(app, settings)
+    http_metrics.install_metrics(app, settings)
     return app
 
 

@@ -1,13 +1,13 @@
 """The upload lifecycle's signals, emitted on the core bus (service.core.signals). Importing
-this module also subscribes the Prometheus listener (service.observability.metrics), so every
+this module also subscribes the Prometheus listener (service.observability.metrics.domain), so every
 process that changes a recording counts it."""
 
 from __future__ import annotations
 
 from service.core import signals
-from service.observability import metrics
+from service.observability.metrics import domain as domain_metrics
 
-UPLOAD_OUTCOMES = metrics.UPLOAD_OUTCOMES
+UPLOAD_OUTCOMES = domain_metrics.UPLOAD_OUTCOMES
 
 
 def upload_transition(outcome: str) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from service.core.db import session_factory
 from service.core.problems import NotFound
 from service.core.settings import Settings
-from service.observability import metrics
+from service.observability.metrics import domain as domain_metrics
 
 log = logging.getLogger("service.web.read_routing")
 T = TypeVar("T")
@@ -113,12 +113,12 @@ def routed_read(settings: Settings, work: Callable[[Session, bool], T]) -> T:
     if replica is not None:
         reason = _try_replica(settings, replica, work)
         if not isinstance(reason, str):
-            metrics.record_read("replica")
+            domain_metrics.record_read("replica")
             return reason[0]
-        metrics.record_read_fallback(reason)
+        domain_metrics.record_read_fallback(reason)
     with session_factory(settings)() as session:
         result = work(session, False)
-    metrics.record_read("primary")
+    domain_metrics.record_read("primary")
     return result
 
 

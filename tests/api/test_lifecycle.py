@@ -16,7 +16,9 @@ from tests.api.uploading import MiB, complete, create, payload, put_parts, uploa
 @pytest.fixture
 def transitions(monkeypatch):
     recorded = Counter()
-    monkeypatch.setattr("service.observability.metrics.record_upload", lambda outcome: recorded.update([outcome]))
+    monkeypatch.setattr(
+        "service.observability.metrics.domain.record_upload", lambda outcome: recorded.update([outcome])
+    )
     return recorded
 
 

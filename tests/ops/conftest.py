@@ -60,10 +60,10 @@ def exported_metric_names(tmp_path_factory) -> set[str]:
 
     from service.api.app import create_app
     from service.core.settings import Settings
-    from service.observability import metrics
+    from service.observability.metrics import pool as pool_metrics
 
     engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('pool')}/pool.db", poolclass=QueuePool)
-    metrics.track_pool(engine)
+    pool_metrics.track_pool(engine)
     client = TestClient(create_app(Settings(environment="test")))
     assert client.get("/health").status_code == 200
     body = client.get("/metrics").text

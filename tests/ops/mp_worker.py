@@ -15,11 +15,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool
 
 from service.core.settings import Settings
-from service.observability import metrics
+from service.observability.metrics import common as metrics_common
+from service.observability.metrics import http as http_metrics
+from service.observability.metrics import pool as pool_metrics
 
 
 def main() -> None:
-    assert metrics.MULTIPROCESS, "PROMETHEUS_MULTIPROC_DIR must be set before the import"
+    assert metrics_common.MULTIPROCESS, "PROMETHEUS_MULTIPROC_DIR must be set before the import"
     count, database = int(sys.argv[1]), sys.argv[2]
     app = FastAPI()
 
@@ -27,12 +29,12 @@ def main() -> None:
     def hello(name: str) -> dict:
         return {"hello": name}
 
-    metrics.install_metrics(app, Settings(environment="test"))
+    http_metrics.install_metrics(app, Settings(environment="test"))
     client = TestClient(app)
     for index in range(count):
         assert client.get(f"/mp/{index}").status_code == 200
     engine = create_engine(f"sqlite:///{database}", poolclass=QueuePool, pool_size=2, max_overflow=1)
-    metrics.track_pool(engine)
+    pool_metrics.track_pool(engine)
     connection = engine.connect()
     connection.execute(text("SELECT 1"))
     print(f"ready {os.getpid()}", flush=True)

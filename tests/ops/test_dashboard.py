@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from service.observability import metrics
+from service.observability.metrics import exposition
 from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names
 
 GRAFANA = REPO / "ops" / "grafana"
@@ -71,7 +71,7 @@ def test_the_runbook_panels_are_present():
 
 def test_declared_metric_names_match_the_exposition(exported_metric_names):
     # EXPORTED_METRICS documents the contract; histograms and counters expose suffixed samples.
-    for name in metrics.EXPORTED_METRICS:
+    for name in exposition.EXPORTED_METRICS:
         assert {name, f"{name}_bucket", f"{name}_total"} & exported_metric_names, f"{name} is not exported"
 
 

@@ -14,7 +14,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from service.core.settings import Settings
-from service.observability import metrics
+from service.observability.metrics import domain as domain_metrics
+from service.observability.metrics import http as http_metrics
+from service.observability.metrics import pool as pool_metrics
 
 
 def _settings(**overrides) -> Settings:
@@ -35,7 +37,7 @@ def _app(**overrides) -> FastAPI:
         return {"id": item_id}
 
     app.state.prefix = prefix
-    metrics.install_metrics(app, _settings(**overrides))
+    http_metrics.install_metrics(app, _settings(**overrides))
     return app
 
 
@@ -73,7 +75,9 @@ def test_requests_are_labelled_by_route_template_and_status():
     # Raw paths never become label values: unmatched requests share one fixed label.
     assert f"{prefix}/items/a" not in body
     assert f"{prefix}/nothing" not in body
-    assert (_value(samples, "http_requests_total", method="GET", route=metrics.UNMATCHED_ROUTE, status="404") or 0) >= 1
+    assert (
+        _value(samples, "http_requests_total", method="GET", route=http_metrics.UNMATCHED_ROUTE, status="404") or 0
+    ) >= 1
     assert _value(samples, "http_request_duration_seconds_count", method="GET", route=template) == 5
 
 
@@ -99,9 +103,9 @@ def test_latency_histogram_has_fine_buckets_around_the_alert_threshold():
 def test_in_flight_gauge_and_upload_counters_are_exported():
     client = TestClient(_app())
     before = _samples(client.get("/metrics").text)
-    metrics.record_upload("completed")
-    metrics.record_upload("completed")
-    metrics.record_upload("restored")
+    domain_metrics.record_upload("completed")
+    domain_metrics.record_upload("completed")
+    domain_metrics.record_upload("restored")
     after = _samples(client.get("/metrics").text)
 
     def delta(outcome: str) -> float:
@@ -110,7 +114,7 @@ def test_in_flight_gauge_and_upload_counters_are_exported():
 
     assert delta("completed") == 2
     assert delta("restored") == 1
-    for outcome in metrics.UPLOAD_OUTCOMES:
+    for outcome in domain_metrics.UPLOAD_OUTCOMES:
         assert _value(after, "recordings_uploads_total", outcome=outcome) is not None
     # The scrape itself is in flight while the exposition is rendered.
     assert _value(after, "http_requests_in_progress", method="GET") == 1
@@ -170,8 +174,8 @@ def test_pool_usage_is_exported_for_queue_pools(tmp_path):
     engine = create_engine(
         f"sqlite:///{tmp_path}/pool-{uuid.uuid4().hex[:6]}.db", poolclass=QueuePool, pool_size=4, max_overflow=3
     )
-    metrics.track_pool(engine)
-    metrics.track_pool(engine)  # idempotent
+    pool_metrics.track_pool(engine)
+    pool_metrics.track_pool(engine)  # idempotent
     label = f"sqlite:{engine.url.database}"
     client = TestClient(_app())
     with engine.connect() as first, engine.connect() as second:
@@ -189,8 +193,8 @@ def test_pool_usage_is_exported_for_queue_pools(tmp_path):
 @pytest.mark.parametrize("poolclass", [NullPool, StaticPool])
 def test_pools_without_a_size_are_ignored(poolclass):
     engine = create_engine("sqlite://", poolclass=poolclass)
-    metrics.track_pool(engine)
-    metrics.track_pool(engine)
+    pool_metrics.track_pool(engine)
+    pool_metrics.track_pool(engine)
     body = TestClient(_app()).get("/metrics").text
     assert 'pool="sqlite:"' not in body
     engine.dispose()

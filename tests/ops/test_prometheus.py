@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.observability import metrics
+from service.observability.metrics import http as http_metrics
 from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names, tool
 
 PROM = REPO / "ops" / "prometheus"
@@ -59,7 +59,7 @@ def test_runbook_thresholds_are_in_the_rules():
     assert "> 0.5" in rules["RecordingsHighP99Latency"]["expr"]
     assert rules["RecordingsHighP99Latency"]["for"] == "5m"
     assert "> 0.8" in rules["RecordingsDbPoolSaturated"]["expr"]
-    assert 0.5 in metrics.LATENCY_BUCKETS, "the P99 threshold must be a bucket boundary"
+    assert 0.5 in http_metrics.LATENCY_BUCKETS, "the P99 threshold must be a bucket boundary"
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"page", "warning"}
         assert rule["annotations"]["runbook_url"].startswith("RUNBOOK.md#")
@@ -105,5 +105,5 @@ def test_rules_use_only_metrics_the_app_exports(exported_metric_names):
 def test_scrape_config_targets_the_app_job():
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert jobs["recordings"]["metrics_path"] == metrics.METRICS_PATH
+    assert jobs["recordings"]["metrics_path"] == http_metrics.METRICS_PATH
     assert config["rule_files"] == ["alerts.yml"]

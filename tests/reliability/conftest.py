@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from service.api.app import create_app
 from service.core.settings import Settings
+from service.observability.metrics import domain as domain_metrics
 from tests.conftest import make_settings, new_tenant
 from tests.reliability.proxy import TcpProxy
 
@@ -82,11 +83,11 @@ def client_for(settings: Settings) -> TestClient:
 @pytest.fixture
 def transitions(monkeypatch) -> Counter:
     recorded: Counter = Counter()
-    real = __import__("service.observability.metrics", fromlist=["record_upload"]).record_upload
+    real = domain_metrics.record_upload
 
     def counting(outcome: str) -> None:
         recorded.update([outcome])
         real(outcome)
 
-    monkeypatch.setattr("service.observability.metrics.record_upload", counting)
+    monkeypatch.setattr("service.observability.metrics.domain.record_upload", counting)
     return recorded
