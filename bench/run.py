@@ -53,7 +53,7 @@ def free_port() -> int:
 @contextmanager
 def bench_database() -> Iterator[str]:
     from service.core.db import dispose_engines
-    from service.devrun import scratch_database
+    from tests.pg_server import scratch_database
 
     with scratch_database(BASE_URL, "recordings_bench") as url:
         try:

@@ -7,7 +7,6 @@ every run; both live under .local/.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,30 +28,6 @@ def embedded_s3(port: int = 0) -> Iterator[str]:
         yield f"http://{host}:{bound}"
     finally:
         server.stop()
-
-
-@contextmanager
-def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on the server of ``server_url``; yields its URL and drops
-    it afterwards, even with connections still open (tests and benchmarks)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from service.core.db import with_driver
-
-    server = with_driver(make_url(server_url))
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def prepare_bucket(settings: Settings, origins: list[str]) -> None:

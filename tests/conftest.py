@@ -43,7 +43,7 @@ def _run_database() -> Iterator[tuple[str, str]]:
     from sqlalchemy.engine import make_url
 
     from service.core.db import dispose_engines, with_driver
-    from service.devrun import scratch_database
+    from tests.pg_server import scratch_database
 
     role = f"recordings_app_{uuid.uuid4().hex[:8]}"
     try:

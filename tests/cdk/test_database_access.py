@@ -13,9 +13,8 @@ from cdk.constructs.database import APP_USERNAME, DB_CA_BUNDLE, ROTATION_DAYS
 from service.core import migrate
 from service.core.db import get_engine, owner_settings, reset_engine
 from service.core.settings import Settings
-from service.devrun import scratch_database
 from tests.conftest import BASE_DATABASE_URL, pooler_users
-from tests.pg_server import pgbouncer
+from tests.pg_server import pgbouncer, scratch_database
 
 APP_FUNCTIONS = ("ApiFunction", "S3EventsFunction", "ReaperFunction")
 

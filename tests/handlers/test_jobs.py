@@ -44,7 +44,7 @@ def empty_database(s3_endpoint, monkeypatch):
     """A database with no tables at all, and the migration handler pointed at it."""
     import handlers.jobs
     from service.core.db import reset_engine
-    from service.devrun import scratch_database
+    from tests.pg_server import scratch_database
 
     with scratch_database(BASE_DATABASE_URL, "recordings_empty") as url:
         settings = make_settings(url, s3_endpoint, runtime="lambda")

@@ -15,7 +15,7 @@ from moto import mock_aws
 from sqlalchemy import create_engine, text
 
 from ops.backup import verify as backup
-from service import devrun
+from tests.pg_server import scratch_database
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REGION = "eu-west-1"
@@ -37,9 +37,9 @@ CREATE TABLE recordings (
 
 
 @pytest.fixture
-def scratch_database() -> Iterator[str]:
+def scratch() -> Iterator[str]:
     """A throwaway PostgreSQL database with the two tables; dropped afterwards."""
-    with devrun.scratch_database(ADMIN_URL, "ops_backup") as url:
+    with scratch_database(ADMIN_URL, "ops_backup") as url:
         engine = create_engine(url)
         with engine.begin() as connection:
             for statement in SCHEMA.split(";"):
@@ -73,22 +73,22 @@ def _insert_recordings(url: str, count: int) -> str:
     return newest
 
 
-def test_database_check_counts_rows_and_reads_the_newest_recording(scratch_database):
-    newest_key = _insert_recordings(scratch_database, 3)
-    result = backup.check_database(scratch_database, min_recordings=3)
+def test_database_check_counts_rows_and_reads_the_newest_recording(scratch):
+    newest_key = _insert_recordings(scratch, 3)
+    result = backup.check_database(scratch, min_recordings=3)
     assert result.ok, result.problems
     assert result.recordings == 3
     assert result.api_keys == 1
     assert newest_key in result.sample_recording
 
 
-def test_database_check_fails_on_too_few_rows_and_missing_tables(scratch_database):
-    assert not backup.check_database(scratch_database, min_recordings=1).ok
-    engine = create_engine(scratch_database)
+def test_database_check_fails_on_too_few_rows_and_missing_tables(scratch):
+    assert not backup.check_database(scratch, min_recordings=1).ok
+    engine = create_engine(scratch)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE api_keys"))
     engine.dispose()
-    result = backup.check_database(scratch_database)
+    result = backup.check_database(scratch)
     assert result.problems == ["missing tables: api_keys"]
 
 
@@ -206,8 +206,8 @@ def test_missing_instance_is_reported_without_creating_anything(rds_source):
     assert _instances(rds_source["rds"]) == {"recordings-prod-db"}
 
 
-def test_an_empty_restore_fails_by_default(scratch_database):
-    result = backup.check_database(scratch_database)  # the tables exist, no recording survived
+def test_an_empty_restore_fails_by_default(scratch):
+    result = backup.check_database(scratch)  # the tables exist, no recording survived
     assert not result.ok
     assert result.problems == ["0 recordings, expected at least 1"]
 

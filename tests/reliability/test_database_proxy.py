@@ -16,9 +16,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.core import migrate
 from service.core.db import get_engine, reset_engine
-from service.devrun import scratch_database
 from tests.conftest import BASE_DATABASE_URL, make_settings, pooler_users, through_pooler
-from tests.pg_server import free_port, pgbouncer
+from tests.pg_server import free_port, pgbouncer, scratch_database
 from tests.reliability.conftest import client_for
 
 BODY = {"filename": "take.wav", "content_type": "audio/wav", "size_bytes": 100}

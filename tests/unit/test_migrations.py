@@ -7,9 +7,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from service.core.migrate import alembic_config
-from service.devrun import scratch_database
 from service.models import Base
 from tests.conftest import BASE_DATABASE_URL
+from tests.pg_server import scratch_database
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
