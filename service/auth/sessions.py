@@ -11,10 +11,11 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, Result, delete, select
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
@@ -75,14 +76,21 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
     return token, expires
 
 
+def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """Rows a DELETE matched. Session.execute is typed to return a Result; for DML without
+    RETURNING it is a CursorResult, which has ``rowcount``."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
 def end_sessions_of_key(session: Session, api_key_id: uuid.UUID) -> int:
     """Delete the sessions made with this API key (the caller commits); returns how many."""
-    return session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id)).rowcount
+    result = session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id))
+    return _rowcount(result)
 
 
 def delete_expired_sessions(session: Session, *, now: datetime | None = None) -> int:
     """Remove sessions past their expiry (the reaper calls this); returns how many."""
-    removed = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))).rowcount
+    removed = _rowcount(session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))))
     session.commit()
     return removed
 
@@ -93,9 +101,13 @@ def authenticate_session(session: Session, token: str) -> tuple[Principal, datet
     row = session.execute(
         select(BrowserSession.owner, BrowserSession.expires_at).where(BrowserSession.token_hash == _hash(token))
     ).first()
-    if row is None or as_utc(row.expires_at) <= utcnow():
+    if row is None:
         return None
-    return Principal(tenant=row.owner, subject="session", method="session"), as_utc(row.expires_at)
+    owner, expires_at = row
+    expires_at = as_utc(expires_at)
+    if expires_at <= utcnow():
+        return None
+    return Principal(tenant=owner, subject="session", method="session"), expires_at
 
 
 def end_session(session: Session, token: str) -> None:

@@ -24,9 +24,9 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import Request, Response
 from prometheus_client import (
@@ -171,24 +171,30 @@ def record_read_fallback(reason: str) -> None:
     DB_READ_FALLBACKS.labels(reason=reason).inc()
 
 
-class _Children(dict):
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Children(dict[_K, _V]):
     """Labelled children of a metric by label values, created on first use.
 
     ``labels()`` takes a lock and builds a key on every call; a dictionary lookup does neither.
     The label values are bounded (outcomes, methods x route templates x status codes).
     """
 
-    def __init__(self, make) -> None:
+    def __init__(self, make: Callable[[_K], _V]) -> None:
         super().__init__()
         self._make = make
 
-    def __missing__(self, key):
+    def __missing__(self, key: _K) -> _V:
         child = self[key] = self._make(key)
         return child
 
 
-_upload_counters = _Children(lambda outcome: UPLOADS.labels(outcome=outcome))
-_storage_error_counters = _Children(lambda key: STORAGE_ERRORS.labels(operation=key[0], outcome=key[1]))
+_upload_counters: _Children[str, Counter] = _Children(lambda outcome: UPLOADS.labels(outcome=outcome))
+_storage_error_counters: _Children[tuple[str, str], Counter] = _Children(
+    lambda key: STORAGE_ERRORS.labels(operation=key[0], outcome=key[1])
+)
 
 
 def declare_storage_operations(operations: Iterable[str]) -> None:
@@ -365,12 +371,16 @@ class WorkersProcessCollector(Collector):
         pids = {pid for pid in _pids_in(self._directory) if _alive(pid)} | {os.getpid()}
         merged: dict[str, Metric] = {}
         for pid in sorted(pids):
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=_constant(pid), registry=None)
             for family in collector.collect():
                 target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
                 for sample in family.samples:
                     target.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
         yield from merged.values()
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
 
 
 def _multiprocess_registry(directory: str) -> CollectorRegistry:
@@ -412,8 +422,8 @@ class PrometheusMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._in_flight = _Children(lambda method: IN_FLIGHT.labels(method=method))
-        self._series = _Children(
+        self._in_flight: _Children[str, Gauge] = _Children(lambda method: IN_FLIGHT.labels(method=method))
+        self._series: _Children[tuple[str, str, int], tuple[Counter, Histogram]] = _Children(
             lambda key: (
                 REQUESTS.labels(method=key[0], route=key[1], status=str(key[2])),
                 LATENCY.labels(method=key[0], route=key[1]),
