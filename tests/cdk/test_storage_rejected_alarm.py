@@ -10,8 +10,8 @@ import re
 
 from botocore.exceptions import ClientError
 
-from service.observability import emf
 from service.core.storage import storage_failure
+from service.observability import emf
 from service.observability.logging import JsonFormatter
 
 
