@@ -11,16 +11,16 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
-from sqlalchemy import CursorResult, Result, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
 from service.auth.session_models import BrowserSession
 from service.core.clock import as_utc, utcnow
+from service.core.db import rowcount
 from service.core.problems import ProblemError, Unauthorized
 from service.core.settings import Settings
 
@@ -76,21 +76,15 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
     return token, expires
 
 
-def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
-    """Rows a DELETE matched. Session.execute is typed to return a Result; for DML without
-    RETURNING it is a CursorResult, which has ``rowcount``."""
-    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
-
-
 def end_sessions_of_key(session: Session, api_key_id: uuid.UUID) -> int:
     """Delete the sessions made with this API key (the caller commits); returns how many."""
     result = session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id))
-    return _rowcount(result)
+    return rowcount(result)
 
 
 def delete_expired_sessions(session: Session, *, now: datetime | None = None) -> int:
     """Remove sessions past their expiry (the reaper calls this); returns how many."""
-    removed = _rowcount(session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))))
+    removed = rowcount(session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))))
     session.commit()
     return removed
 

@@ -13,9 +13,9 @@ import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, CursorResult, Result, create_engine, event
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
@@ -291,6 +291,12 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
         finally:
             if not dbapi_connection.closed:  # a lost connection is discarded by the pool anyway
                 dbapi_connection.autocommit = False
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a Result; for
+    DML without RETURNING it is a CursorResult, which has ``rowcount``."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 @contextmanager
