@@ -16,7 +16,7 @@ def database_credentials(secret_arn: str, *, refresh: bool = False) -> dict[str,
     from aws_lambda_powertools.utilities import parameters
 
     # Powertools types the value as str; a SecretBinary secret comes back as bytes.
-    raw: str | bytes = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS, force_fetch=refresh)
+    raw: object = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS, force_fetch=refresh)
     value = json.loads(raw) if isinstance(raw, str | bytes) else raw
     if not isinstance(value, dict) or "username" not in value or "password" not in value:
         raise ValueError("database secret must be a JSON object with username and password")
@@ -27,7 +27,7 @@ def secret_string(secret_arn: str) -> str:
     """A secret that holds one plain string (such as a bearer token), cached like the above."""
     from aws_lambda_powertools.utilities import parameters
 
-    value: str | bytes = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS)  # bytes: SecretBinary
+    value: object = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS)  # typed str; bytes if SecretBinary
     if isinstance(value, bytes):
         value = value.decode()
     if not isinstance(value, str) or not value.strip():
