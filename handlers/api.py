@@ -22,7 +22,7 @@ def build_handler(app: Any, *, base_path: str | None = None) -> Handler:
 
     # API_GATEWAY_HTTP and API_GATEWAY_REST name the same field: requestContext.requestId.
     @lambda_entrypoint(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    def api(event: dict, context: Any) -> dict:
+    def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return adapter(event, context)
 
     return api

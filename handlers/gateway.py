@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from mangum.types import ASGI, Receive, Scope, Send
 
 
 def _normalized(base_path: str | None) -> str:
@@ -16,7 +18,7 @@ def _starts_with(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def gateway_prefix(event: dict, path: str, base_path: str = "") -> str:
+def gateway_prefix(event: dict[str, Any], path: str, base_path: str = "") -> str:
     """The leading part of ``path`` that API Gateway added in front of the app's own routes.
 
     A custom domain's base path mapping (configured: API Gateway cannot tell) stays in the path
@@ -46,11 +48,11 @@ class GatewayRootPath:
     own ``api_gateway_base_path`` strips the prefix without telling the app.
     """
 
-    def __init__(self, app: Any, base_path: str = "") -> None:
+    def __init__(self, app: ASGI, base_path: str = "") -> None:
         self.app = app
         self.base_path = base_path
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         event = scope.get("aws.event")
         if scope["type"] == "http" and event is not None:
             path = _rest_stage(event) + scope["path"]
@@ -60,7 +62,7 @@ class GatewayRootPath:
         await self.app(scope, receive, send)
 
 
-def _rest_stage(event: dict) -> str:
+def _rest_stage(event: dict[str, Any]) -> str:
     """A REST API (v1) path leaves out the stage that the client's URL has; the request context's
     path keeps it ("/prod" + "/v1/..."). Empty for other events and on custom domains."""
     if "version" in event or not event.get("path"):

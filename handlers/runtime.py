@@ -13,14 +13,17 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from aws_lambda_powertools import Logger
 
 from service.core.heap import freeze_startup_heap
 from service.observability.emf import SERVICE_NAME, invoking, metrics
 
-Handler = Callable[[dict, Any], Any]
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+Handler = Callable[[dict[str, Any], Any], Any]
 
 logger = Logger(service=SERVICE_NAME)
 
@@ -47,7 +50,7 @@ def tracing_enabled() -> bool:
     return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL") and not disabled
 
 
-def _build_tracer():
+def _build_tracer() -> Tracer | None:
     if not tracing_enabled():
         return None
     from aws_lambda_powertools import Tracer
@@ -58,19 +61,33 @@ def _build_tracer():
 tracer = _build_tracer()
 
 
-def lambda_entrypoint(function: Handler | None = None, *, correlation_id_path: str | None = None):
+@overload
+def lambda_entrypoint(function: Handler, *, correlation_id_path: str | None = None) -> Handler: ...
+
+
+@overload
+def lambda_entrypoint(
+    function: None = None, *, correlation_id_path: str | None = None
+) -> Callable[[Handler], Handler]: ...
+
+
+def lambda_entrypoint(
+    function: Handler | None = None, *, correlation_id_path: str | None = None
+) -> Handler | Callable[[Handler], Handler]:
     """Decorate a Lambda handler with the logging context, per-invocation metrics and tracing."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        def invoke(event: dict, context: Any) -> Any:
+        def invoke(event: dict[str, Any], context: Any) -> Any:
             token = invoking.set(True)
             try:
                 return handler(event, context)
             finally:
                 invoking.reset(token)
 
-        wrapped = logger.inject_lambda_context(invoke, correlation_id_path=correlation_id_path, clear_state=True)
+        wrapped: Handler = logger.inject_lambda_context(
+            invoke, correlation_id_path=correlation_id_path, clear_state=True
+        )
         wrapped = metrics.log_metrics(wrapped, capture_cold_start_metric=True)
         if tracer is not None:
             wrapped = tracer.capture_lambda_handler(wrapped)
@@ -87,7 +104,7 @@ def lazy_handler(build: Callable[[], Handler]) -> Handler:
     """
     built: list[Handler] = []
 
-    def handler(event: dict, context: Any) -> Any:
+    def handler(event: dict[str, Any], context: Any) -> Any:
         if not built:
             built.append(build())
             freeze_startup_heap()

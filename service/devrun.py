@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from service.core.settings import LOCAL_BUCKET, LOCAL_DATABASE_URL, Settings
 
 LOCAL_OWNER = "dev"
@@ -72,7 +74,7 @@ def run_local(*, host: str, port: int, s3_port: int) -> int:
     with embedded_s3(s3_port) as s3_endpoint:
         settings = Settings(
             environment="local",
-            database_url=LOCAL_DATABASE_URL,
+            database_url=SecretStr(LOCAL_DATABASE_URL),
             s3_endpoint_url=s3_endpoint,
             s3_bucket=LOCAL_BUCKET,
             public_base_url=base_url,

@@ -24,13 +24,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-VERIFY_TAG = {"Key": "purpose", "Value": "backup-verification"}
+if TYPE_CHECKING:
+    from mypy_boto3_rds import RDSClient
+    from mypy_boto3_rds.literals import DBInstanceAvailableWaiterName, DBInstanceDeletedWaiterName
+    from mypy_boto3_rds.type_defs import DBInstanceTypeDef, DBSnapshotTypeDef, TagTypeDef
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import DeleteMarkerEntryTypeDef, ObjectVersionTypeDef
+
+VERIFY_TAG: TagTypeDef = {"Key": "purpose", "Value": "backup-verification"}
 DEFAULT_INSTANCE_CLASS = "db.t4g.micro"
 DEFAULT_MIN_RECORDINGS = 1
 # RDS takes an automated snapshot every day; a day and a half leaves room for the backup window.
@@ -129,9 +136,9 @@ class BackupReport:
         return lines
 
 
-def latest_snapshot(rds: Any, instance_id: str) -> dict | None:
+def latest_snapshot(rds: RDSClient, instance_id: str) -> DBSnapshotTypeDef | None:
     """The newest available automated or manual snapshot of ``instance_id``."""
-    snapshots: list[dict] = []
+    snapshots: list[DBSnapshotTypeDef] = []
     for page in rds.get_paginator("describe_db_snapshots").paginate(DBInstanceIdentifier=instance_id):
         snapshots += [
             snap
@@ -147,7 +154,9 @@ def temp_instance_id(source: str, now: datetime | None = None) -> str:
     return f"{base}-verify-{stamp}"
 
 
-def restore_to_temp(rds: Any, *, source: dict, snapshot: dict, temp_id: str, instance_class: str) -> dict:
+def restore_to_temp(
+    rds: RDSClient, *, source: DBInstanceTypeDef, snapshot: DBSnapshotTypeDef, temp_id: str, instance_class: str
+) -> DBInstanceTypeDef:
     """Restore ``snapshot`` privately, in the source's subnet group and security groups."""
     return rds.restore_db_instance_from_db_snapshot(
         DBInstanceIdentifier=temp_id,
@@ -167,14 +176,20 @@ def restore_to_temp(rds: Any, *, source: dict, snapshot: dict, temp_id: str, ins
     )["DBInstance"]
 
 
-def _wait(rds: Any, waiter: str, instance_id: str, timeout_seconds: int, delay: int) -> None:
+def _wait(
+    rds: RDSClient,
+    waiter: DBInstanceAvailableWaiterName | DBInstanceDeletedWaiterName,
+    instance_id: str,
+    timeout_seconds: int,
+    delay: int,
+) -> None:
     attempts = max(1, timeout_seconds // max(delay, 1))
     rds.get_waiter(waiter).wait(
         DBInstanceIdentifier=instance_id, WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
     )
 
 
-def delete_temp(rds: Any, temp_id: str, *, wait_seconds: int = 0, delay: int = 30) -> None:
+def delete_temp(rds: RDSClient, temp_id: str, *, wait_seconds: int = 0, delay: int = 30) -> None:
     rds.delete_db_instance(DBInstanceIdentifier=temp_id, SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
     if wait_seconds:
         _wait(rds, "db_instance_deleted", temp_id, wait_seconds, delay)
@@ -189,7 +204,7 @@ class Credentials:
 
 def verify_backup(
     *,
-    rds: Any,
+    rds: RDSClient,
     instance_id: str,
     credentials: Credentials | None = None,
     database_name: str = "recordings",
@@ -209,6 +224,7 @@ def verify_backup(
     created = False
     try:
         source = rds.describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
+        snapshot: DBSnapshotTypeDef | None
         if snapshot_id:
             snapshot = rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot_id)["DBSnapshots"][0]
         else:
@@ -255,7 +271,7 @@ def verify_backup(
     except Exception as exc:  # reported, and the temporary instance is still deleted below
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
-        if created:
+        if created and report.temp_instance is not None:  # created: the instance id is set
             try:
                 delete_temp(rds, report.temp_instance)
                 report.cleaned_up = True
@@ -292,21 +308,24 @@ class VerificationError(Exception):
     pass
 
 
-def _versions_of(s3: Any, bucket: str, key: str) -> tuple[list[dict], list[dict]]:
+def _versions_of(
+    s3: S3Client, bucket: str, key: str
+) -> tuple[list[ObjectVersionTypeDef], list[DeleteMarkerEntryTypeDef]]:
     listing = s3.list_object_versions(Bucket=bucket, Prefix=key)
     versions = [v for v in listing.get("Versions", []) if v["Key"] == key]
     markers = [m for m in listing.get("DeleteMarkers", []) if m["Key"] == key]
     return versions, markers
 
 
-def verify_s3_restore(*, s3: Any, bucket: str, prefix: str = CANARY_PREFIX) -> S3RestoreReport:
+def verify_s3_restore(*, s3: S3Client, bucket: str, prefix: str = CANARY_PREFIX) -> S3RestoreReport:
     """Put a canary, delete it, read its previous version, restore it by removing the delete
     marker, and remove every version of the canary again."""
     key = f"{prefix}{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     body = secrets.token_bytes(64)
     report = S3RestoreReport(bucket=bucket, key=key)
     try:
-        status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+        # Absent on a bucket that never had versioning (the stubs type it as always present).
+        status: str | None = s3.get_bucket_versioning(Bucket=bucket).get("Status")
         if status != "Enabled":
             raise VerificationError(f"versioning is {status or 'not enabled'}: deleted objects are lost")
         report.steps.append("versioning enabled")

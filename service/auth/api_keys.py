@@ -91,7 +91,8 @@ def lock_active_key(session: Session, principal: Principal) -> uuid.UUID | None:
     row = session.execute(select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.prefix == prefix).with_for_update()).first()
     if row is None or row.revoked_at is not None:
         return None
-    return row.id
+    key_id, _ = row
+    return key_id
 
 
 # Verified keys, by SHA-256 of the whole token: digest -> (principal, monotonic expiry).

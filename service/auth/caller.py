@@ -4,6 +4,7 @@ authentications (docs/adr/0001-one-dependency-per-route.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -93,7 +94,7 @@ async def authenticate(request: Request, settings: Settings) -> Principal:
         raise
 
 
-async def _authenticate(request: Request, settings: Settings, check_address) -> Principal:
+async def _authenticate(request: Request, settings: Settings, check_address: Callable[[], None]) -> Principal:
     token = _bearer_token(request)
     if token is not None:
         check_address()

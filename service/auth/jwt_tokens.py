@@ -44,18 +44,21 @@ def authenticate_jwt(token: str, settings: Settings) -> Principal | None:
     """The principal for a valid token, else None (the reason is logged, never returned)."""
     if not settings.jwt_enabled:
         return None
+    issuer, jwks_url = settings.jwt_issuer, settings.jwt_jwks_url
+    if issuer is None or jwks_url is None:  # not reached: jwt_enabled means both are set
+        return None
     try:
         header = jwt.get_unverified_header(token)
         if header.get("alg") not in settings.jwt_algorithms:
             log.info("jwt rejected: algorithm %r not allowed", header.get("alg"))
             return None
-        signing_key = _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token)
+        signing_key = _jwks_client(jwks_url).get_signing_key_from_jwt(token)
         claims = jwt.decode(
             token,
             signing_key.key,
             algorithms=settings.jwt_algorithms,
             audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            issuer=issuer,
             leeway=settings.jwt_leeway_seconds,
             # The audience is required (settings refuse JWT without one) and always verified.
             options={"require": ["exp", "iat", "iss", "sub", "aud"], "verify_aud": True, "verify_iat": True},
@@ -72,7 +75,7 @@ def authenticate_jwt(token: str, settings: Settings) -> Principal | None:
         log.info("jwt rejected: tenant claim %r missing or invalid", settings.jwt_tenant_claim)
         return None
     return Principal(
-        tenant=jwt_tenant(settings.jwt_issuer, claim),
+        tenant=jwt_tenant(issuer, claim),
         subject=str(claims["sub"]),
         method="jwt",
         expires_at=datetime.fromtimestamp(int(expires), tz=UTC),  # a browser session ends with it

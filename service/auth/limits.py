@@ -16,6 +16,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.datastructures import State
 
 from service.core.problems import TooManyRequests
 from service.core.settings import Settings
@@ -27,7 +30,7 @@ MAX_TRACKED_TENANTS = 10_000
 class RateLimiter:
     """Token buckets per key: ``capacity`` tokens, refilled at ``per_minute / 60`` per second."""
 
-    def __init__(self, per_minute: int, burst: int = 0, clock=time.monotonic) -> None:
+    def __init__(self, per_minute: int, burst: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(burst or per_minute)
         self._clock = clock
@@ -69,16 +72,16 @@ class RateLimiter:
             return wait
 
 
-def rate_limiter(app_state, settings: Settings) -> RateLimiter:
+def rate_limiter(app_state: State, settings: Settings) -> RateLimiter:
     """The process's limiter for this app (created on first use)."""
-    limiter = getattr(app_state, "rate_limiter", None)
+    limiter: RateLimiter | None = getattr(app_state, "rate_limiter", None)
     if limiter is None:
         limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         app_state.rate_limiter = limiter
     return limiter
 
 
-def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
+def enforce_rate_limit(app_state: State, settings: Settings, tenant: str) -> None:
     wait = rate_limiter(app_state, settings).acquire(tenant)
     if wait > 0:
         raise TooManyRequests(
@@ -91,8 +94,8 @@ def enforce_rate_limit(app_state, settings: Settings, tenant: str) -> None:
 # turn out wrong takes a token; with none left, the address gets 429 before any credential is
 # checked, until the bucket refills (guessing keys or replaying stolen cookies is slowed down,
 # a client that authenticates correctly is never counted).
-def _auth_failures(app_state, settings: Settings) -> RateLimiter:
-    limiter = getattr(app_state, "auth_failure_limiter", None)
+def _auth_failures(app_state: State, settings: Settings) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(app_state, "auth_failure_limiter", None)
     if limiter is None:
         limiter = RateLimiter(settings.auth_failures_per_minute)
         app_state.auth_failure_limiter = limiter
@@ -108,12 +111,12 @@ def _too_many_failures(settings: Settings, wait: float) -> TooManyRequests:
     )
 
 
-def check_auth_failures(app_state, settings: Settings, address: str) -> None:
+def check_auth_failures(app_state: State, settings: Settings, address: str) -> None:
     """429 while ``address`` has used up its failed authentications."""
     wait = _auth_failures(app_state, settings).blocked(address)
     if wait > 0:
         raise _too_many_failures(settings, wait)
 
 
-def record_auth_failure(app_state, settings: Settings, address: str) -> None:
+def record_auth_failure(app_state: State, settings: Settings, address: str) -> None:
     _auth_failures(app_state, settings).acquire(address)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.auth.principal import Principal
 from service.auth.session_models import BrowserSession
 from service.core.clock import as_utc, utcnow
+from service.core.db import rowcount
 from service.core.problems import ProblemError, Unauthorized
 from service.core.settings import Settings
 
@@ -77,12 +78,13 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
 
 def end_sessions_of_key(session: Session, api_key_id: uuid.UUID) -> int:
     """Delete the sessions made with this API key (the caller commits); returns how many."""
-    return session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id)).rowcount
+    result = session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id))
+    return rowcount(result)
 
 
 def delete_expired_sessions(session: Session, *, now: datetime | None = None) -> int:
     """Remove sessions past their expiry (the reaper calls this); returns how many."""
-    removed = session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))).rowcount
+    removed = rowcount(session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))))
     session.commit()
     return removed
 
@@ -93,9 +95,13 @@ def authenticate_session(session: Session, token: str) -> tuple[Principal, datet
     row = session.execute(
         select(BrowserSession.owner, BrowserSession.expires_at).where(BrowserSession.token_hash == _hash(token))
     ).first()
-    if row is None or as_utc(row.expires_at) <= utcnow():
+    if row is None:
         return None
-    return Principal(tenant=row.owner, subject="session", method="session"), as_utc(row.expires_at)
+    owner, expires_at = row
+    expires_at = as_utc(expires_at)
+    if expires_at <= utcnow():
+        return None
+    return Principal(tenant=owner, subject="session", method="session"), expires_at
 
 
 def end_session(session: Session, token: str) -> None:

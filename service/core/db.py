@@ -13,12 +13,14 @@ import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import Connection, CursorResult, Result, create_engine, event
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from service.core import signals
 from service.core.settings import Settings
@@ -38,12 +40,14 @@ def database_url(settings: Settings) -> URL:
         creds = database_credentials(settings.database_secret_arn)
         # DATABASE_HOST wins over the secret's host: a secret attached to the instance names the
         # instance, while the Lambda functions must go through RDS Proxy.
+        host: str | None
+        port: int | None
         if settings.database_host:
             host, port = settings.database_host, settings.database_port
         else:
             host, port = creds.get("host"), int(creds.get("port") or settings.database_port)
         hosts = [h.strip() for h in str(host or "").split(",") if h.strip()]
-        query: dict = {}
+        query: dict[str, list[str]] = {}
         if len(hosts) > 1:
             # Several replicas: libpq tries them in turn (load_balance_hosts=random in
             # _engine_options spreads the connections), so one replica down costs no error.
@@ -64,7 +68,7 @@ def owner_settings(settings: Settings) -> Settings:
     """The settings to run migrations with: the owner's credentials where they are configured
     apart from the application's, else ``settings`` itself."""
     if settings.database_migration_secret_arn:
-        update: dict = {"database_secret_arn": settings.database_migration_secret_arn}
+        update: dict[str, Any] = {"database_secret_arn": settings.database_migration_secret_arn}
     elif settings.database_migration_url is not None:
         update = {"database_url": settings.database_migration_url, "database_secret_arn": None}
     else:
@@ -80,10 +84,10 @@ def with_driver(url: URL) -> URL:
     return url
 
 
-def _engine_options(url: URL, settings: Settings) -> dict:
+def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         return {"connect_args": {"check_same_thread": False, "timeout": 15}}
-    connect_args: dict = {
+    connect_args: dict[str, Any] = {
         "connect_timeout": 5,
         "keepalives": 1,
         "keepalives_idle": 30,
@@ -97,7 +101,7 @@ def _engine_options(url: URL, settings: Settings) -> dict:
         connect_args["sslrootcert"] = settings.database_sslrootcert
     if isinstance(url.query.get("host"), tuple):
         connect_args["load_balance_hosts"] = "random"  # libpq 16+
-    options: dict = {
+    options: dict[str, Any] = {
         # No ping per checkout by default (a round trip on every request): the checkout listener
         # (_drop_closed_connections) finds connections the server closed without one. Keepalives
         # find dead peers on idle connections.
@@ -116,12 +120,15 @@ def _engine_options(url: URL, settings: Settings) -> dict:
     return options
 
 
-_engines: dict[tuple, Engine] = {}
-_factories: dict[tuple, sessionmaker[Session]] = {}
+# DATABASE_URL, secret ARN, host, port, runtime, pool size, max overflow.
+_SettingsKey = tuple[str, str | None, str | None, int, str, int, int]
+
+_engines: dict[_SettingsKey, Engine] = {}
+_factories: dict[_SettingsKey, sessionmaker[Session]] = {}
 _lock = threading.Lock()
 
 
-def _settings_key(settings: Settings) -> tuple:
+def _settings_key(settings: Settings) -> _SettingsKey:
     return (
         settings.database_url.get_secret_value(),
         settings.database_secret_arn,
@@ -139,7 +146,7 @@ def _build_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):
+        def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=15000")
@@ -168,7 +175,8 @@ def _drop_closed_connections(engine: Engine) -> None:
     """
 
     @event.listens_for(engine, "checkout")
-    def _check_socket(dbapi_connection, _record, _proxy):
+    def _check_socket(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        # dbapi_connection: a psycopg2 connection (``closed`` and ``fileno()`` are beyond DB-API).
         if dbapi_connection.closed:
             raise DisconnectionError("the pooled connection was closed")
         poller = select.poll()
@@ -193,12 +201,14 @@ def _use_current_secret(engine: Engine, secret_arn: str) -> None:
     """
     from service.core import secrets as secret_store
 
-    def credentials(refresh: bool) -> dict:
+    def credentials(refresh: bool) -> dict[str, str]:
         secret = secret_store.database_credentials(secret_arn, refresh=refresh)
         return {"user": secret["username"], "password": secret["password"]}
 
     @event.listens_for(engine, "do_connect")
-    def _connect_with_secret(dialect, _record, cargs, cparams):
+    def _connect_with_secret(
+        dialect: Dialect, _record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+    ) -> DBAPIConnection:
         try:
             return dialect.connect(*cargs, **{**cparams, **credentials(refresh=False)})
         except dialect.loaded_dbapi.OperationalError as exc:
@@ -210,7 +220,7 @@ def _use_current_secret(engine: Engine, secret_arn: str) -> None:
 
 def is_authentication_failure(exc: BaseException) -> bool:
     """A rejected login: a wrong password, or a user that a rotation (alternating users) replaced."""
-    code = getattr(exc, "pgcode", None)
+    code: str | None = getattr(exc, "pgcode", None)
     if code:
         return code.startswith("28")  # class 28: invalid authorization specification
     # libpq reports failures while connecting as text only, without a SQLSTATE.
@@ -273,12 +283,20 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
         if connection.dialect.name != "postgresql":
             yield connection  # SQLite: an ordinary transaction; commit as usual
             return
+        if dbapi_connection is None:  # only an invalidated connection has none
+            raise RuntimeError("the checked-out connection has no DBAPI connection")
         dbapi_connection.autocommit = True
         try:
             yield connection
         finally:
             if not dbapi_connection.closed:  # a lost connection is discarded by the pool anyway
                 dbapi_connection.autocommit = False
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a Result; for
+    DML without RETURNING it is a CursorResult, which has ``rowcount``."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
@@ -29,9 +29,14 @@ from service.core import signals
 from service.core.problems import ProblemError, ServiceUnavailable
 from service.core.settings import Settings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 log = logging.getLogger("service.core.storage")
 
-_clients: dict[tuple, Any] = {}
+# Endpoint URL, region, connect and read timeouts, max attempts, local environment.
+_ClientKey = tuple[str | None, str, float, float, int, bool]
+_clients: dict[_ClientKey, S3Client] = {}
 _lock = threading.Lock()
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchUpload"})
 # Parts that S3 will not assemble: the caller turns these into a 422 for the client.
@@ -149,7 +154,9 @@ def storage_failure(
     if retryable:
         log.warning("S3 %s failed: %s (retryable: storage unavailable)", name, reason)
         return StorageUnavailable()
-    actions = " and ".join(iam_actions(operation, versioned=versioned)) if known else "an S3 permission"
+    actions = (
+        " and ".join(iam_actions(operation, versioned=versioned)) if operation in S3_ACTIONS else "an S3 permission"
+    )
     resource = f"arn:aws:s3:::{bucket or '*'}"
     if key is not None and operation not in BUCKET_OPERATIONS:
         resource = f"{resource}/{key}"
@@ -165,7 +172,7 @@ def storage_failure(
     return StorageRejected()
 
 
-def _client_key(settings: Settings) -> tuple:
+def _client_key(settings: Settings) -> _ClientKey:
     return (
         settings.s3_endpoint_url,
         settings.aws_region,
@@ -176,7 +183,7 @@ def _client_key(settings: Settings) -> tuple:
     )
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: Settings) -> S3Client:
     """The cached S3 client for these settings (created on first use, never per request)."""
     key = _client_key(settings)
     client = _clients.get(key)
@@ -188,7 +195,7 @@ def s3_client(settings: Settings) -> Any:
     return client
 
 
-def _build_client(settings: Settings) -> Any:
+def _build_client(settings: Settings) -> S3Client:
     import boto3
 
     config = Config(
@@ -241,7 +248,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class Storage:
-    client: Any
+    client: S3Client
     bucket: str
     expires_in: int
 
@@ -274,7 +281,7 @@ class Storage:
     # Presigning (local computation, no network).
     def presign_post(
         self, *, key: str, content_type: str, size: int | None, checksum_sha256: str | None, max_size: int = 0
-    ) -> dict:
+    ) -> dict[str, Any]:
         """A POST form for exactly ``size`` bytes, or (size unknown) for 1 to ``max_size`` bytes."""
         fields: dict[str, str] = {"Content-Type": content_type}
         low, high = (size, size) if size is not None else (1, max_size)
@@ -306,7 +313,8 @@ class Storage:
 
     # Multipart uploads.
     def create_multipart(self, *, key: str, content_type: str) -> str:
-        return self._call("create_multipart_upload", Key=key, ContentType=content_type)["UploadId"]
+        upload_id: str = self._call("create_multipart_upload", Key=key, ContentType=content_type)["UploadId"]
+        return upload_id
 
     def list_parts(self, *, key: str, upload_id: str) -> list[Part] | None:
         """The parts S3 holds for the upload; None when the upload no longer exists."""
@@ -391,7 +399,7 @@ class Storage:
             removed += 1
         return removed
 
-    def _versions(self, key: str) -> list[dict]:
+    def _versions(self, key: str) -> list[dict[str, Any]]:
         response = self._call("list_object_versions", Prefix=key)
         entries = response.get("Versions", []) + response.get("DeleteMarkers", [])
         return [entry for entry in entries if entry["Key"] == key]

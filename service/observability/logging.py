@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +24,7 @@ class JsonFormatter(logging.Formatter):
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "sqlalchemy.engine")
 
 
-def logging_dict(level: str) -> dict:
+def logging_dict(level: str) -> dict[str, Any]:
     """The same setup as ``configure_logging``, as a dictConfig (uvicorn applies it per worker)."""
     return {
         "version": 1,

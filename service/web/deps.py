@@ -24,7 +24,8 @@ from service.core.settings import Settings
 
 # Dependencies that do no I/O are async: a sync dependency costs a trip through the threadpool.
 async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -69,7 +69,8 @@ def _message(error: dict[str, Any]) -> str:
     if error.get("type") == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
         return pattern_meaning(pattern, "String does not match the pattern stated in the API schema")
-    return error.get("msg", "")
+    message: str = error.get("msg", "")
+    return message
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -7,10 +7,11 @@ the target resource: the union over every route of that path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -20,7 +21,7 @@ def _literal_segments(route: Any) -> int:
     return sum(1 for segment in route.path.split("/") if segment and not segment.startswith("{"))
 
 
-def allowed_methods(routes: list, scope: Scope) -> list[str]:
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     """The methods of the resource ``scope`` targets, or [] when no route has its path.
 
     Where two templates match (``/multipart/{id}/complete`` and ``/multipart/{id}/{part}``), the
@@ -52,7 +53,7 @@ class OptionsMiddleware:
     ``Access-Control-Request-Method``) is answered there when CORS is configured.
     """
 
-    def __init__(self, app: ASGIApp, routes: list) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
 

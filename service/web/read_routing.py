@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -61,7 +61,11 @@ class PrimaryNeeded(Exception):
 def replica_settings(settings: Settings) -> Settings | None:
     """The settings that reach the read replica, or None when none is configured."""
     if settings.database_read_url is not None:
-        update: dict = {"database_url": settings.database_read_url, "database_secret_arn": None, "database_host": None}
+        update: dict[str, Any] = {
+            "database_url": settings.database_read_url,
+            "database_secret_arn": None,
+            "database_host": None,
+        }
     elif settings.database_read_host:
         update = {
             "database_host": settings.database_read_host,
@@ -136,10 +140,11 @@ def _try_replica(settings: Settings, replica: Settings, work: Callable[[Session,
             except (PrimaryNeeded, NotFound):
                 return "not_on_replica"
     except UNREACHABLE as exc:
-        if getattr(getattr(exc, "orig", None), "pgcode", None):
+        pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
+        if pgcode:
             # The replica answered with an error: a query cancelled by a conflict with recovery
             # or by the statement timeout. This read goes to the primary; the next tries again.
-            log.warning("read replica error (%s); this read goes to the primary", exc.orig.pgcode)
+            log.warning("read replica error (%s); this read goes to the primary", pgcode)
             return "replica_error"
         log.warning(
             "read replica unavailable (%s); reads go to the primary for %g s",

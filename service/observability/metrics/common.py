@@ -8,8 +8,8 @@ that directory and ``/metrics`` aggregates them, whichever worker answers the sc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client picks its value storage (memory or mmap files) when it is imported, from
@@ -20,17 +20,21 @@ if MULTIPROCESS:
     os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 
 
-class Children(dict[Any, Any]):
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Children(dict[_K, _V]):
     """Labelled children of a metric by label values, created on first use.
 
     ``labels()`` takes a lock and builds a key on every call; a dictionary lookup does neither.
     The label values are bounded (outcomes, methods x route templates x status codes).
     """
 
-    def __init__(self, make: Callable[[Any], Any]) -> None:
+    def __init__(self, make: Callable[[_K], _V]) -> None:
         super().__init__()
         self._make = make
 
-    def __missing__(self, key: Hashable) -> Any:
+    def __missing__(self, key: _K) -> _V:
         child = self[key] = self._make(key)
         return child

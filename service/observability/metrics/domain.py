@@ -70,8 +70,10 @@ def record_read_fallback(reason: str) -> None:
     DB_READ_FALLBACKS.labels(reason=reason).inc()
 
 
-_upload_counters = Children(lambda outcome: UPLOADS.labels(outcome=outcome))
-_storage_error_counters = Children(lambda key: STORAGE_ERRORS.labels(operation=key[0], outcome=key[1]))
+_upload_counters: Children[str, Counter] = Children(lambda outcome: UPLOADS.labels(outcome=outcome))
+_storage_error_counters: Children[tuple[str, str], Counter] = Children(
+    lambda key: STORAGE_ERRORS.labels(operation=key[0], outcome=key[1])
+)
 
 
 def declare_storage_operations(operations: Iterable[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector, generate_latest, multiprocess
@@ -81,12 +81,16 @@ class WorkersProcessCollector(Collector):
         pids = {pid for pid in _pids_in(self._directory) if _alive(pid)} | {os.getpid()}
         merged: dict[str, Metric] = {}
         for pid in sorted(pids):
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=_constant(pid), registry=None)
             for family in collector.collect():
                 target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
                 for sample in family.samples:
                     target.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
         yield from merged.values()
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
 
 
 def _multiprocess_registry(directory: str) -> CollectorRegistry:

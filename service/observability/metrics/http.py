@@ -62,8 +62,8 @@ class PrometheusMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._in_flight = Children(lambda method: IN_FLIGHT.labels(method=method))
-        self._series = Children(
+        self._in_flight: Children[str, Gauge] = Children(lambda method: IN_FLIGHT.labels(method=method))
+        self._series: Children[tuple[str, str, int], tuple[Counter, Histogram]] = Children(
             lambda key: (
                 REQUESTS.labels(method=key[0], route=key[1], status=str(key[2])),
                 LATENCY.labels(method=key[0], route=key[1]),
