@@ -92,4 +92,4 @@ migrate: install-run
 	$(PY) -m service migrate
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache cdk.out node_modules
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache .mypy_cache .import_linter_cache cdk.out node_modules
