@@ -51,9 +51,10 @@ node: $(NODE_STAMP) $(WEB_STAMP)
 pooler:
 	test -x /usr/sbin/pgbouncer || (apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer)
 
-# amtool and node exporter (Debian packages): the monitoring host's Alertmanager configuration is
+# promtool, amtool and node exporter (Debian packages): the alert rules are checked with promtool, the monitoring host's Alertmanager configuration is
 # checked with amtool, the dashboard's host panels against node exporter's metric names.
 monitoring-tools:
+	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 	command -v amtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-alertmanager)
 	command -v prometheus-node-exporter >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus-node-exporter)
 

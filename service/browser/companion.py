@@ -24,6 +24,7 @@ from service.recordings import service as recordings
 from service.recordings import store, uploads
 from service.recordings.models import Status
 from service.recordings.schemas import BrowserUpload
+from service.recordings.service import OpenedMultipart, OpenedPost
 from service.recordings.store import RecordingRow
 
 # Fields Uppy keeps in every file's meta for itself; they are not the user's metadata.
@@ -81,7 +82,7 @@ def _open(
     filename: str,
     content_type: str,
     metadata: dict[str, Any],
-):
+) -> tuple[RecordingRow, OpenedPost | OpenedMultipart]:
     data = _upload_input(filename=filename, content_type=content_type, metadata=metadata)
     return recordings.open_upload(
         connection=connection, storage=storage, settings=settings, principal=principal, data=data, multipart=multipart
@@ -90,6 +91,8 @@ def _open(
 
 def create_single(**kwargs: Any) -> dict[str, Any]:
     _, opened = _open(multipart=False, **kwargs)
+    if not isinstance(opened, OpenedPost):
+        raise TypeError("a single upload is opened with a presigned POST")
     return {
         "method": "POST",
         "url": _with_slash(opened.url),  # the form's own URL: no second presign
@@ -100,6 +103,8 @@ def create_single(**kwargs: Any) -> dict[str, Any]:
 
 def create_multipart(**kwargs: Any) -> dict[str, Any]:
     recording, opened = _open(multipart=True, **kwargs)
+    if not isinstance(opened, OpenedMultipart):
+        raise TypeError("a multipart upload is opened with an upload id")
     return {"key": recording.s3_key, "uploadId": opened.upload_id, "bucket": kwargs["storage"].bucket}
 
 

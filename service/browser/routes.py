@@ -174,6 +174,23 @@ def abort_multipart_upload(upload_id: UploadId, key: KeyQuery, caller: CallerDep
     return {}
 
 
+class MultipartStart(BaseModel):
+    """The fields of a multipart start; ``build_uppy_create_router`` narrows ``filename`` and
+    ``type`` to the deployment's limits."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    filename: str
+    type: str = ""
+    metadata: Annotated[
+        BrowserMetadata,
+        Field(
+            description="the file's meta; an optional `size` (bytes) pins the recording's size, the "
+            "rest (except Uppy's `name`, `type`, `relativePath`) becomes the recording's metadata",
+        ),
+    ] = Field(default_factory=dict)
+
+
 def build_uppy_create_router(settings: Settings) -> APIRouter:
     """The two Uppy routes that create a recording, built per application: their schemas state
     that deployment's limits (file name length, allowed media types, largest upload), as
@@ -192,21 +209,11 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
 
     CreateMultipart = create_model(
         "CreateMultipart",
-        __config__=ConfigDict(extra="ignore"),
+        __base__=MultipartStart,
         __doc__="What ``@uppy/aws-s3`` sends to start a multipart upload. No size and no part plan: the "
         "client chooses its part size (5 MiB to 5 GiB, the last part smaller, at most 10,000 parts).",
         filename=(Filename, ...),
         type=(MediaType, ""),
-        metadata=(
-            Annotated[
-                BrowserMetadata,
-                Field(
-                    description="the file's meta; an optional `size` (bytes) pins the recording's size, the "
-                    "rest (except Uppy's `name`, `type`, `relativePath`) becomes the recording's metadata",
-                ),
-            ],
-            Field(default_factory=dict),
-        ),
     )
 
     @router.get("/params", response_model=PresignedPost, dependencies=[Depends(require_origin_proof)])
@@ -240,7 +247,7 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
         and ``type`` are left out). With a session cookie this changes data, so it needs proof of
         origin like any other change: ``Origin`` of an allowed origin, or ``Sec-Fetch-Site: same-origin``.
         """
-        metadata = {
+        metadata: dict[str, Any] = {
             match.group(1): value
             for name, value in request.query_params.multi_items()
             if (match := _METADATA_PARAM.match(name))
@@ -259,7 +266,7 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
             )
 
     @router.post("/multipart", response_model=MultipartCreated)
-    def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:  # type: ignore[valid-type]
+    def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
         """Create a recording and open its multipart upload; sign parts with ``GET .../{partNumber}``."""
         with caller.connection() as connection:
             return companion.create_multipart(

@@ -35,6 +35,8 @@ def pending_slot(connection: Connection, settings: Settings, tenant: str) -> Ite
         return
     postgres = connection.dialect.name == "postgresql"
     dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only an invalidated connection has none
+        raise RuntimeError("the connection has no DBAPI connection")
     autocommit = postgres and dbapi_connection.autocommit
     connection.commit()  # end whatever the connection did before (nothing is pending there)
     if autocommit:

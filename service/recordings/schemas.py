@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from service.core.problems import describe_pattern
-from service.recordings.models import Status
+from service.recordings.models import Status, UploadMethod
 
 MAX_FILENAME_CHARS = 1024  # hard schema bound; the configured limit (default 255) applies on top
 MAX_SIZE_BYTES = 5 * 1024**4  # S3's largest object
@@ -84,6 +85,7 @@ def metadata_depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):
@@ -319,7 +321,7 @@ class RecordingOut(BaseModel):
     checksum_sha256: str | None
     status: Status
     key: str
-    upload_method: Literal["POST", "MULTIPART"]
+    upload_method: UploadMethod
     part_size: int | None
     part_count: int | None
     metadata: dict[str, Any]

@@ -8,6 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection
@@ -126,29 +127,34 @@ def create_recording(
             f"{settings.multipart_threshold_bytes} bytes are sent in parts and cannot carry it.",
             slug="checksum-not-supported",
         )
+    plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes) if multipart else None
     recording, opened = open_upload(
-        connection=connection, storage=storage, settings=settings, principal=principal, data=data, multipart=multipart
+        connection=connection, storage=storage, settings=settings, principal=principal, data=data, plan=plan
     )
     deadline = expires_at(recording.created_at, settings.presign_expires_seconds)
-    if multipart:
-        upload: PostUpload | MultipartUpload = MultipartUpload(
-            upload_id=opened.upload_id,
-            part_size=recording.part_size,
-            part_count=recording.part_count,
-            expires_at=deadline,
-        )
-    else:
+    upload: PostUpload | MultipartUpload
+    if isinstance(opened, OpenedPost):
         upload = PostUpload(url=opened.url, fields=opened.fields, expires_at=deadline)
+    elif plan is not None:
+        upload = MultipartUpload(
+            upload_id=opened.upload_id, part_size=plan.part_size, part_count=plan.part_count, expires_at=deadline
+        )
     return CreatedRecording(recording=to_out(recording), upload=upload)
 
 
-@dataclass(frozen=True)
-class OpenedUpload:
-    """What the client needs to send the bytes: a presigned POST (url, fields) or an upload id."""
+@dataclass(frozen=True, slots=True)
+class OpenedPost:
+    """A single upload: the presigned POST form the client sends the bytes with."""
 
-    url: str | None = None
-    fields: dict[str, str] | None = None
-    upload_id: str | None = None
+    url: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedMultipart:
+    """A multipart upload: the id its parts are signed and completed with."""
+
+    upload_id: str
 
 
 def open_upload(
@@ -158,13 +164,17 @@ def open_upload(
     settings: Settings,
     principal: Principal,
     data: RecordingCreate | BrowserUpload,
-    multipart: bool,
-) -> tuple[RecordingRow, OpenedUpload]:
-    """Check the request, open the upload in S3 and store the pending recording.
+    multipart: bool = False,
+    plan: uploads.MultipartPlan | None = None,
+) -> tuple[RecordingRow, OpenedPost | OpenedMultipart]:
+    """Check the request, open the upload in S3 and store the pending recording. A ``plan``
+    (the API's create) makes it a multipart upload of those parts.
 
     A ``BrowserUpload`` (Uppy) may leave the size undeclared and chooses its own part size: its
-    multipart upload has no plan, and the client names the parts it signs and completes.
+    multipart upload (``multipart``) has no plan, and the client names the parts it signs and
+    completes.
     """
+    multipart = multipart or plan is not None
     size = data.size_bytes
     if len(data.filename) > settings.max_filename_length:
         raise InvalidRequest(f"filename must be at most {settings.max_filename_length} characters.")
@@ -209,10 +219,9 @@ def open_upload(
         # upload without a row is aborted by the bucket's lifecycle rule.
         upload_id = storage.create_multipart(key=key, content_type=data.content_type)
         values["upload_id"] = upload_id
-        if isinstance(data, RecordingCreate):
-            plan = uploads.plan_parts(data.size_bytes, settings.multipart_part_bytes)
+        if plan is not None:
             values.update(part_size=plan.part_size, part_count=plan.part_count)
-        opened = OpenedUpload(upload_id=upload_id)
+        opened: OpenedPost | OpenedMultipart = OpenedMultipart(upload_id=upload_id)
     else:
         post = storage.presign_post(
             key=key,
@@ -221,12 +230,12 @@ def open_upload(
             checksum_sha256=data.checksum_sha256,
             max_size=min(settings.max_upload_bytes, S3_MAX_PART_BYTES),
         )
-        opened = OpenedUpload(url=post["url"], fields=post["fields"])
+        opened = OpenedPost(url=post["url"], fields=post["fields"])
     try:
         with pending.pending_slot(connection, settings, principal.tenant):
             recording = store.insert_row(connection, values)
     except Exception:
-        if opened.upload_id:
+        if isinstance(opened, OpenedMultipart):
             storage.abort_multipart(key=key, upload_id=opened.upload_id)
         raise
     events.upload_transition("created")
@@ -268,7 +277,7 @@ def list_recordings(
 # Changes --------------------------------------------------------------------------------------
 
 
-def check_metadata_size(metadata: dict, settings: Settings) -> None:
+def check_metadata_size(metadata: dict[str, Any], settings: Settings) -> None:
     """MAX_METADATA_BYTES, when a deployment sets it below the schema's 16 KiB bound."""
     size = metadata_bytes(metadata)
     if size > settings.max_metadata_bytes:

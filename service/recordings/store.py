@@ -12,11 +12,12 @@ The functions take a ``Session`` or a ``Connection``; the caller owns the transa
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.recordings.models import Recording, Status, UploadMethod
@@ -51,14 +52,18 @@ class RecordingRow:
     swept_at: datetime | None
 
 
-_table = Recording.__table__
+_table = cast(Table, Recording.__table__)
 _COLUMNS = tuple(_table.c[field.name] for field in fields(RecordingRow))
 _ROWS = select(*_COLUMNS)
 _DESC = (_table.c.created_at.desc(), _table.c.id.desc())
 
 
+# Positional construction from a row of _COLUMNS (same order as the fields): the fastest way in.
+_from_columns = cast(Callable[..., RecordingRow], RecordingRow)
+
+
 def _row(row: Row[Any] | None) -> RecordingRow | None:
-    return None if row is None else RecordingRow(*row)
+    return None if row is None else _from_columns(*row)
 
 
 _OWNED = _ROWS.where(_table.c.id == bindparam("recording_id"), _table.c.owner == bindparam("owner"))
@@ -86,8 +91,7 @@ _INSERT = insert(_table).returning(*_COLUMNS)
 
 def insert_row(db: Executor, values: dict[str, Any]) -> RecordingRow:
     """Insert a recording from the given columns (the others take the table's defaults)."""
-    row = db.execute(_INSERT, values).one()
-    return RecordingRow(*row)
+    return _from_columns(*db.execute(_INSERT, values).one())
 
 
 # Keyset pages, newest first: four shapes (status filter or not deleted, first page or after a
@@ -131,7 +135,7 @@ def page(
     if after is not None:
         params["after_created"], params["after_id"] = after
     rows = db.execute(_PAGES[status is not None, after is not None], params)
-    return [RecordingRow(*row) for row in rows]
+    return [_from_columns(*row) for row in rows]
 
 
 _OPEN_UPLOADS = select(func.count()).select_from(
@@ -183,9 +187,9 @@ _UNSWEPT = (
 
 def stale_uploads(db: Executor, *, created_before: datetime, limit: int) -> list[RecordingRow]:
     """Pending uploads created before ``created_before``, oldest first (the reaper's batch)."""
-    return [RecordingRow(*row) for row in db.execute(_STALE, {"cutoff": created_before, "limit": limit})]
+    return [_from_columns(*row) for row in db.execute(_STALE, {"cutoff": created_before, "limit": limit})]
 
 
 def unswept_settled(db: Executor, *, created_before: datetime, limit: int) -> list[RecordingRow]:
     """Settled recordings whose key was not swept yet, created before ``created_before``."""
-    return [RecordingRow(*row) for row in db.execute(_UNSWEPT, {"cutoff": created_before, "limit": limit})]
+    return [_from_columns(*row) for row in db.execute(_UNSWEPT, {"cutoff": created_before, "limit": limit})]
