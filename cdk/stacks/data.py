@@ -10,12 +10,13 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from cdk.config import DeploymentConfig
+from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
+from cdk.constructs.monitoring import AlarmSpec
 from cdk.constructs.storage import RecordingsStorage
 from cdk.cross_stack import publish
 from cdk.nag import acknowledge
-from cdk.replica_access import publish_replicas
+from cdk.replica_access import publish_replicas, replica_identifiers
 from cdk.retention import log_retention, removal_policy
 
 
@@ -27,6 +28,7 @@ class DataStack(Stack):
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, vpc: ec2.IVpc, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, termination_protection=config.is_production, **kwargs)
+        self.config = config
         retention = log_retention(config.log_retention_days)
         self.database = Database(
             self,
@@ -103,6 +105,14 @@ class DataStack(Stack):
         CfnOutput(self, "DatabaseMasterSecretArn", value=self.database.master_secret.secret_arn)
 
         self._acknowledge(config)
+
+    def alarms(self, scope: Construct, thresholds: AlarmConfig) -> list[AlarmSpec]:
+        """The database's and the bucket's alarms. The replicas' identifiers are read in ``scope``
+        through SSM: their count is a setting, and an export would block lowering it."""
+        return [
+            *self.database.alarms(thresholds, replica_identifiers=replica_identifiers(scope, self.config)),
+            *self.storage.alarms(thresholds),
+        ]
 
     def _acknowledge(self, config: DeploymentConfig) -> None:
         db = self.database.instance

@@ -10,15 +10,16 @@ from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
 from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
-from cdk.config import DeploymentConfig
+from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service, HttpsOptions, server_image_parameter_name
+from cdk.constructs.monitoring import AlarmSpec
 from cdk.constructs.storage import (
     API_ACCESS,
     RecordingsStorage,
     count_storage_rejections,
 )
-from cdk.cross_stack import publish
+from cdk.cross_stack import publish, read
 from cdk.nag import acknowledge
 from cdk.replica_access import allow_replica_reads, replica_read_host
 from cdk.retention import log_retention, removal_policy
@@ -38,6 +39,7 @@ class Ec2ServiceStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.config = config
         ec2_cfg = config.ec2
         public_base_url = config.public_base_url
         self.metrics_token = metrics_token_secret(self)
@@ -108,6 +110,16 @@ class Ec2ServiceStack(Stack):
             description="CI writes the server image digest (sha256:...) here; instances run it from their next boot",
         )
         self._acknowledge()
+
+    def alarms(self, scope: Construct, thresholds: AlarmConfig) -> list[AlarmSpec]:
+        """The service's alarms, its names read in ``scope`` through SSM: this stack exists only
+        with features.ec2_service, so an export would block turning the flag off."""
+        return self.service.alarms(
+            thresholds,
+            alb_name=read(scope, self.config, "ec2", "alb-full-name"),
+            target_group_name=read(scope, self.config, "ec2", "target-group-full-name"),
+            asg_name=read(scope, self.config, "ec2", "asg-name"),
+        )
 
     def _acknowledge(self) -> None:
         svc = self.service
