@@ -65,6 +65,16 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 # days up to 23, or 731 days (two years).
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
 
+# Keys that only constrain other keys: read by :func:`invariant_errors`, by no stack (attribute
+# paths; tests/cdk/test_config_usage.py checks that every other key is read by some stack).
+VALIDATION_ONLY_KEYS = frozenset(
+    {
+        "allow_plain_http",  # permits a profile without HTTPS
+        "existing_trail_arn",  # forbids features.cloudtrail (the account already has a trail)
+        "database.reserved_admin_connections",  # part of the connection budget
+    }
+)
+
 
 class ConfigError(ValueError):
     """The cdk.json profile is missing, malformed or violates an invariant."""
@@ -518,7 +528,7 @@ def _describe(errors: list[Any]) -> list[str]:
         elif error["type"] == "missing":
             lines.append(f"{path}: missing")
         elif error["type"] == "value_error" and not path:
-            lines.append(str(error["ctx"]["error"]))  # the invariants, one per line already
+            lines += str(error["ctx"]["error"]).splitlines()  # the invariants, one per line
         elif error["type"] == "value_error":
             lines.append(f"{path}: {error['ctx']['error']}")
         else:
