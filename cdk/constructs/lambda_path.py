@@ -1,6 +1,7 @@
-"""The pieces of the Lambda path around its functions: their security group and environment,
-the dead-letter queue, the reaper's schedule, the bucket notification, and the API function
-behind its HTTP API.
+"""The Lambda path's functions and what surrounds them: their security group and environment,
+the migration custom resource, the S3 event handler with its dead-letter queue and bucket
+notification, the scheduled reaper, and the API function behind its HTTP API. Grants are left
+to the stack that composes them.
 
 They are built in the scope they are given (the backend stack) rather than in a construct of
 their own: a new construct level would change the logical id of every resource below it, and
@@ -13,6 +14,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -22,8 +24,16 @@ from constructs import Construct
 from cdk.app_environment import app_environment, grant_metrics_token_read
 from cdk.config import DeploymentConfig
 from cdk.constructs.database import Database
-from cdk.constructs.functions import API_HANDLER, AppFunction, FunctionSettings
+from cdk.constructs.functions import (
+    API_HANDLER,
+    MIGRATE_HANDLER,
+    REAPER_HANDLER,
+    S3_EVENTS_HANDLER,
+    AppFunction,
+    FunctionSettings,
+)
 from cdk.constructs.http_api import HttpApi
+from cdk.constructs.migration import DatabaseMigration
 from cdk.constructs.storage import RecordingsStorage
 from cdk.cross_stack import publish, read
 from cdk.nag import acknowledge
@@ -85,39 +95,92 @@ def lambda_environment(
     return environment
 
 
-def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
-    """Encrypted, TLS-only, two weeks to look at what failed."""
-    queue = sqs.Queue(
+def add_migration(
+    scope: Construct, *, settings: FunctionSettings, database: Database, reserved_concurrency: int | None
+) -> tuple[AppFunction, DatabaseMigration]:
+    """The migrate function and the custom resource that runs it on deploy. It runs as the owner:
+    the stack grants it the master secret as well as the app's (it keeps the app's role in step
+    with the app's secret); nothing else reads the master secret."""
+    migrate = AppFunction(
         scope,
-        construct_id,
+        "Migrate",
+        handler=MIGRATE_HANDLER,
+        description="Alembic upgrade head (deploy-time custom resource)",
+        settings=settings.with_environment(DATABASE_MIGRATION_SECRET_ARN=database.master_secret.secret_arn),
+        reserved_concurrency=reserved_concurrency,
+        timeout=Duration.minutes(10),
+        retry_attempts=0,
+    )
+    migration = DatabaseMigration(
+        scope, "Migration", on_event_handler=migrate.function, log_retention=settings.log_retention
+    )
+    # Migrations need the database and its ingress rule in place before they run.
+    migration.node.add_dependency(settings.security_group)
+    return migrate, migration
+
+
+def add_upload_verifier(
+    scope: Construct, *, settings: FunctionSettings, reserved_concurrency: int | None
+) -> tuple[AppFunction, sqs.Queue]:
+    """The S3 event handler, invoked on every ObjectCreated of the recordings bucket; events that
+    still fail after two retries land in its dead-letter queue (encrypted, TLS-only, kept two
+    weeks)."""
+    dead_letters = sqs.Queue(
+        scope,
+        "S3EventsDeadLetters",
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
         retention_period=Duration.days(14),
     )
     acknowledge(
-        queue,
+        dead_letters,
         "AwsSolutions-SQS3",
         "This queue is itself the on-failure destination (dead-letter queue) of the S3 event function.",
     )
-    return queue
-
-
-def run_every(scope: Construct, construct_id: str, function: AppFunction, minutes: int, description: str) -> None:
-    events.Rule(
+    s3_events = AppFunction(
         scope,
-        construct_id,
-        description=description,
-        schedule=events.Schedule.rate(Duration.minutes(minutes)),
-        targets=[targets.LambdaFunction(function.function)],
+        "S3Events",
+        handler=S3_EVENTS_HANDLER,
+        description="Verifies uploads on S3 ObjectCreated (idempotent)",
+        settings=settings,
+        reserved_concurrency=reserved_concurrency,
+        timeout=Duration.seconds(60),
+        retry_attempts=2,
+        on_failure=destinations.SqsDestination(dead_letters),
     )
+    return s3_events, dead_letters
 
 
-def invoke_on_upload(scope: Construct, storage: RecordingsStorage, function: AppFunction) -> None:
+def notify_on_upload(scope: Construct, storage: RecordingsStorage, function: AppFunction) -> None:
     """S3 ObjectCreated on the recordings bucket invokes ``function``. Configured from ``scope``
     on a reference to the bucket, so the data stack never depends on the functions (no
     cross-stack cycle)."""
     bucket = s3.Bucket.from_bucket_name(scope, "RecordingsBucketRef", storage.bucket_name)
     bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(function.function))
+
+
+def add_reaper(
+    scope: Construct, *, settings: FunctionSettings, interval_minutes: int, reserved_concurrency: int | None
+) -> AppFunction:
+    """The reaper, run every ``interval_minutes``: expires stale pending uploads."""
+    reaper = AppFunction(
+        scope,
+        "Reaper",
+        handler=REAPER_HANDLER,
+        description="Expires stale pending uploads and aborts their multipart uploads",
+        settings=settings,
+        reserved_concurrency=reserved_concurrency,
+        timeout=Duration.minutes(5),
+        retry_attempts=0,
+    )
+    events.Rule(
+        scope,
+        "ReaperSchedule",
+        description="Run the upload reaper",
+        schedule=events.Schedule.rate(Duration.minutes(interval_minutes)),
+        targets=[targets.LambdaFunction(reaper.function)],
+    )
+    return reaper
 
 
 def add_lambda_api(

@@ -7,30 +7,22 @@ from typing import Any
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
 from cdk.app_environment import metrics_token_secret
 from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
-from cdk.constructs.functions import (
-    MIGRATE_HANDLER,
-    REAPER_HANDLER,
-    S3_EVENTS_HANDLER,
-    AppFunction,
-    FunctionSettings,
-    dead_letter_alarm,
-)
+from cdk.constructs.functions import AppFunction, FunctionSettings, dead_letter_alarm
 from cdk.constructs.http_api import HttpApi
 from cdk.constructs.lambda_path import (
     add_lambda_api,
-    dead_letter_queue,
+    add_migration,
+    add_reaper,
+    add_upload_verifier,
     functions_security_group,
-    invoke_on_upload,
     lambda_environment,
-    run_every,
+    notify_on_upload,
 )
-from cdk.constructs.migration import DatabaseMigration
 from cdk.constructs.monitoring import AlarmSpec
 from cdk.constructs.storage import (
     API_ACCESS,
@@ -68,63 +60,31 @@ class BackendStack(Stack):
         reserved = config.reserved_concurrency
         self.security_group = functions_security_group(self, vpc=vpc, config=config, database=database)
         self.metrics_token = metrics_token_secret(self)
+        environment = lambda_environment(
+            self, config, database=database, storage=storage, metrics_token=self.metrics_token
+        )
         settings = FunctionSettings(
             vpc=vpc,
             security_group=self.security_group,
-            environment=lambda_environment(
-                self, config, database=database, storage=storage, metrics_token=self.metrics_token
-            ),
+            environment=environment,
             memory_mb=config.lambda_.memory_mb,
             log_retention=log_retention(config.log_retention_days),
             image_repository=repository,
             image_digest=image_digest,
         )
-
-        # The migration runs as the owner (master secret) and keeps the app's role in step with
-        # the app's secret, so it reads both; nothing else reads the master secret.
-        self.migrate = AppFunction(
-            self,
-            "Migrate",
-            handler=MIGRATE_HANDLER,
-            description="Alembic upgrade head (deploy-time custom resource)",
-            settings=settings.with_environment(DATABASE_MIGRATION_SECRET_ARN=database.master_secret.secret_arn),
-            reserved_concurrency=reserved.get("Migrate"),
-            timeout=Duration.minutes(10),
-            retry_attempts=0,
+        self.migrate, self.migration = add_migration(
+            self, settings=settings, database=database, reserved_concurrency=reserved.get("Migrate")
         )
-        database.grant_secret_read(self.migrate.function)
-        database.grant_owner_secret_read(self.migrate.function)
-        self.migration = DatabaseMigration(
-            self, "Migration", on_event_handler=self.migrate.function, log_retention=settings.log_retention
+        self.s3_events, self.dead_letters = add_upload_verifier(
+            self, settings=settings, reserved_concurrency=reserved.get("S3Events")
         )
-        # Migrations need the database and its ingress rule in place before they run.
-        self.migration.node.add_dependency(self.security_group)
-
-        self.dead_letters = dead_letter_queue(self, "S3EventsDeadLetters")
-        self.s3_events = AppFunction(
+        self.reaper = add_reaper(
             self,
-            "S3Events",
-            handler=S3_EVENTS_HANDLER,
-            description="Verifies uploads on S3 ObjectCreated (idempotent)",
             settings=settings,
-            reserved_concurrency=reserved.get("S3Events"),
-            timeout=Duration.seconds(60),
-            retry_attempts=2,
-            on_failure=destinations.SqsDestination(self.dead_letters),
-        )
-        self.reaper = AppFunction(
-            self,
-            "Reaper",
-            handler=REAPER_HANDLER,
-            description="Expires stale pending uploads and aborts their multipart uploads",
-            settings=settings,
+            interval_minutes=config.lambda_.reaper_interval_minutes,
             reserved_concurrency=reserved.get("Reaper"),
-            timeout=Duration.minutes(5),
-            retry_attempts=0,
         )
-        run_every(self, "ReaperSchedule", self.reaper, config.lambda_.reaper_interval_minutes, "Run the upload reaper")
-        invoke_on_upload(self, storage, self.s3_events)
-
+        notify_on_upload(self, storage, self.s3_events)
         self.api: AppFunction | None = None
         self.http_api: HttpApi | None = None
         if config.features.lambda_api:
@@ -132,6 +92,8 @@ class BackendStack(Stack):
                 self, config, settings=settings, metrics_token=self.metrics_token, migration=self.migration.resource
             )
 
+        database.grant_secret_read(self.migrate.function)
+        database.grant_owner_secret_read(self.migrate.function)
         storage.grant_app_access(self.s3_events.function, access=S3_EVENTS_ACCESS, principal_scope=self.s3_events)
         storage.grant_app_access(self.reaper.function, access=REAPER_ACCESS, principal_scope=self.reaper)
         if self.api is not None:
@@ -158,9 +120,7 @@ class BackendStack(Stack):
             specs += self.api.alarms(function_name=read(scope, self.config, "backend", "api-function-name"))
         specs.append(
             dead_letter_alarm(
-                self.dead_letters,
-                name="S3EventsDeadLetters",
-                what="S3 events that failed verification after retries",
+                self.dead_letters, name="S3EventsDeadLetters", what="S3 events that failed verification after retries"
             )
         )
         return specs
