@@ -19,7 +19,7 @@ from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk.config import AlarmConfig, Ec2Config
+from cdk.config import AlarmConfig, DeploymentConfig, Ec2Config
 from cdk.constructs.ec2_user_data import (
     CONTAINER_PORT,
     CWAGENT_NAMESPACE,
@@ -54,6 +54,18 @@ class HttpsOptions:
     certificate_arn: str | None = None
     hosted_zone_id: str | None = None
     hosted_zone_name: str | None = None
+
+    @classmethod
+    def from_config(cls, config: DeploymentConfig) -> HttpsOptions | None:
+        """The profile's HTTPS settings; None when it serves plain HTTP (allow_plain_http)."""
+        if not config.https:
+            return None
+        return cls(
+            domain_name=str(config.domain_name),
+            certificate_arn=config.certificate_arn,
+            hosted_zone_id=config.hosted_zone_id,
+            hosted_zone_name=config.hosted_zone_name,
+        )
 
 
 class Ec2Service(Construct):

@@ -6,13 +6,12 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.monitoring import AlarmSpec
+from cdk.constructs.repository import image_repository
 from cdk.constructs.storage import RecordingsStorage
 from cdk.cross_stack import publish
 from cdk.nag import acknowledge
@@ -49,24 +48,10 @@ class DataStack(Stack):
             replica_region=config.storage.replication_region if config.features.replication else None,
             removal_policy=removal_policy(config.removal_policy),
         )
-        self.repository = ecr.Repository(
-            self,
-            "Repository",
-            image_scan_on_push=True,
-            encryption=ecr.RepositoryEncryption.AES_256,
-            lifecycle_rules=[
-                ecr.LifecycleRule(
-                    description=f"keep the last {config.ec2.ecr_keep_images} images",
-                    max_image_count=config.ec2.ecr_keep_images,
-                )
-            ],
-            removal_policy=removal_policy(config.removal_policy),
-            empty_on_delete=config.removal_policy == "destroy",
+        # Its exports below stay whether or not a deploy passes a Lambda image digest.
+        self.repository = image_repository(
+            self, "Repository", keep_images=config.ec2.ecr_keep_images, removal=removal_policy(config.removal_policy)
         )
-
-        # The Lambda functions run the image CI pushed here (-c lambda_image_digest): the service
-        # may pull; the repository's exports below stay whether or not a deploy passes a digest.
-        self.repository.grant_pull(iam.ServicePrincipal("lambda.amazonaws.com"))
 
         # What the functions connect to: the proxy with features.rds_proxy, else the instance.
         # Through SSM, so turning the proxy on or off never deadlocks on an export.
