@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -91,3 +91,34 @@ def app_environment(
     }
     env.update({k: v for k, v in optional.items() if v})
     return env
+
+
+def server_environment(
+    scope: Construct,
+    config: DeploymentConfig,
+    *,
+    database_host: str,
+    database_secret_arn: str,
+    bucket_name: str,
+    metrics_token_secret_arn: str,
+    database_read_host: str | None,
+) -> dict[str, str]:
+    """The app's environment on EC2: the instance's pool size, the ALB's public URL, the
+    allowed origins, and the region (outside Lambda the SDK needs it from the environment)."""
+    region = Stack.of(scope).region
+    environment = app_environment(
+        config,
+        runtime="server",
+        database_host=database_host,
+        database_port=config.database.port,
+        database_secret_arn=database_secret_arn,
+        bucket_name=bucket_name,
+        db_pool_size=config.ec2.db_pool_size,
+        db_max_overflow=config.ec2.db_max_overflow,
+        public_base_url=config.public_base_url,
+        metrics_token_secret_arn=metrics_token_secret_arn,
+        database_read_host=database_read_host,
+    )
+    environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
+    environment.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
+    return environment

@@ -11,6 +11,8 @@ from typing import Any
 from aws_cdk import App, Environment, Stack, Tags
 
 from cdk.config import DeploymentConfig, load_config
+from cdk.constructs.monitoring import AlarmSource
+from cdk.constructs.storage import StorageRejections
 from cdk.nag_acknowledgements import acknowledge_framework_resources
 from cdk.stacks.audit import AuditStack
 from cdk.stacks.backend import BackendStack
@@ -112,15 +114,19 @@ def build_app(*, context: dict[str, Any] | None = None, outdir: str | None = Non
         database=data.database,
         env=env,
     )
+    # Every alarm, in dashboard order: the EC2 path, the Lambda path, the database, the bucket,
+    # then S3 refusing the app on either path.
+    rejections = {"functions": backend.storage_rejected}
+    if ec2_stack is not None:
+        rejections["server"] = ec2_stack.storage_rejected
+    alarm_sources: list[AlarmSource] = [
+        *([ec2_stack] if ec2_stack is not None else []),
+        backend,
+        data,
+        StorageRejections(rejections),
+    ]
     stacks["monitoring"] = MonitoringStack(
-        app,
-        f"{p}-monitoring",
-        config=config,
-        topic=foundation.topic,
-        data=data,
-        backend=backend,
-        ec2_service=ec2_stack,
-        env=env,
+        app, f"{p}-monitoring", config=config, topic=foundation.topic, sources=alarm_sources, env=env
     )
     if config.features.monitoring_host and ec2_stack is not None:
         stacks["observability"] = ObservabilityStack(

@@ -3,6 +3,11 @@
 One profile per environment (``dev``, ``prod``...) is selected with ``cdk synth -c env=prod``.
 Everything a stack needs to vary between environments lives here, so stacks never read context
 themselves and tests can reason about the numbers (the connection budget) without synthesizing.
+
+The profile is parsed by pydantic models (one per section): unknown keys, missing keys and
+wrong types are refused with the key's path; :func:`invariant_errors` then checks what spans
+sections (the connection budget, HTTPS, alarm recipients) and would otherwise only show up as a
+failed or unsafe deployment.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 CONTEXT_KEY = "recordings"
 RemovalPolicyName = Literal["retain", "destroy"]
@@ -55,58 +61,116 @@ DEPLOY_TIME_KEYS = ("alarm_emails", "domain_name", "certificate_arn", "hosted_zo
 
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+# The retention periods Performance Insights accepts: 7 days (free tier), whole months of 31
+# days up to 23, or 731 days (two years).
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
+
+# Keys that only constrain other keys: read by :func:`invariant_errors`, by no stack (attribute
+# paths; tests/cdk/test_config_usage.py checks that every other key is read by some stack).
+VALIDATION_ONLY_KEYS = frozenset(
+    {
+        "allow_plain_http",  # permits a profile without HTTPS
+        "existing_trail_arn",  # forbids features.cloudtrail (the account already has a trail)
+        "database.reserved_admin_connections",  # part of the connection budget
+    }
+)
 
 
 class ConfigError(ValueError):
     """The cdk.json profile is missing, malformed or violates an invariant."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class NetworkConfig:
-    cidr: str
-    availability_zones: tuple[str, ...]
+# ---- field types ---------------------------------------------------------------------------------
+
+
+def _one_of(allowed: tuple[Any, ...], what: str, spelled: str | None = None) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not {what} {spelled or allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _split_commas(value: Any) -> Any:
+    """``-c alarm_emails=a@x.org,b@x.org`` arrives as one string."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+# JSON has lists only; the models keep immutable tuples.
+StrTuple = Annotated[tuple[NonEmptyStr, ...], Field(strict=False)]
+LogRetentionDays = Annotated[int, _one_of(LOG_RETENTION_DAYS, "a CloudWatch Logs retention")]
+PerformanceInsightsDays = Annotated[
+    int,
+    _one_of(
+        PERFORMANCE_INSIGHTS_RETENTION_DAYS,
+        "a Performance Insights retention",
+        "(7, 31 * months for 1 to 23 months, or 731)",
+    ),
+]
+
+
+class Section(BaseModel):
+    """A profile section: known keys only, exact JSON types (no "5" for 5), immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NetworkConfig(Section):
+    cidr: NonEmptyStr
+    availability_zones: StrTuple
     nat_gateways: int
-    flow_log_retention_days: int
+    flow_log_retention_days: LogRetentionDays
     # REJECT (default) records only refused connections, the part worth keeping for security.
-    flow_log_traffic: str = "REJECT"
+    flow_log_traffic: Annotated[str, _one_of(FLOW_LOG_TRAFFIC, "one of")] = "REJECT"
     # Interface endpoints (Secrets Manager, SSM, ECR, CloudWatch Logs/metrics, STS): about
     # $7.30 per endpoint and AZ each month; worth it once NAT data for AWS APIs costs more.
     interface_endpoints: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class DatabaseConfig:
-    instance_type: str
+class DatabaseConfig(Section):
+    instance_type: NonEmptyStr
     allocated_storage_gib: int
     max_allocated_storage_gib: int
     backup_retention_days: int
     multi_az: bool
     deletion_protection: bool
     port: int
-    database_name: str
-    master_username: str
+    database_name: NonEmptyStr
+    master_username: NonEmptyStr
     max_connections: int
     # Connections kept free for rdsadmin, superuser_reserved_connections and a human with psql.
     reserved_admin_connections: int
-    performance_insights_retention_days: int
+    # How long Performance Insights keeps its data (primary and replicas).
+    performance_insights_retention_days: PerformanceInsightsDays
     # Read replicas (same class and parameter group) serving the list and download routes; the
     # app reaches them by their own endpoints (RDS Proxy has no read-only endpoint for RDS
     # instances). Reads may lag the primary by at most read_max_lag_seconds of replay.
     read_replicas: int = 0
     read_max_lag_seconds: float = 1.0
 
+    @property
+    def memory_bytes(self) -> int:
+        return int(RDS_INSTANCE_MEMORY_GIB[self.instance_type] * 1024**3)
 
-@dataclass(frozen=True, kw_only=True)
-class StorageConfig:
+    @property
+    def default_max_connections(self) -> int:
+        """What RDS would allow for this instance class if max_connections were not set."""
+        return min(self.memory_bytes // _BYTES_PER_DEFAULT_CONNECTION, 5000)
+
+
+class StorageConfig(Section):
     abort_incomplete_multipart_days: int
     noncurrent_transition_days: int
     noncurrent_expiration_days: int
-    replication_region: str | None = None
+    replication_region: NonEmptyStr | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Ec2Config:
-    instance_type: str
+class Ec2Config(Section):
+    instance_type: NonEmptyStr
     min_capacity: int
     max_capacity: int
     uvicorn_workers: int
@@ -117,11 +181,10 @@ class Ec2Config:
     health_check_grace_seconds: int
     # Pins the AMI: changes only when someone edits it. null: the newest Amazon Linux 2023 AMI
     # at each deploy (new instances only; running ones keep theirs until a rollout).
-    ami_id: str | None = None
+    ami_id: NonEmptyStr | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class LambdaConfig:
+class LambdaConfig(Section):
     memory_mb: int
     api_timeout_seconds: int
     # The account's concurrent-executions quota this profile is deployed into (a new account
@@ -136,22 +199,20 @@ class LambdaConfig:
     reaper_interval_minutes: int
 
 
-@dataclass(frozen=True, kw_only=True)
-class AppConfig:
-    log_level: str
+class AppConfig(Section):
+    log_level: NonEmptyStr
     presign_expires_seconds: int
     upload_ttl_seconds: int
     metrics_enabled: bool
     # /docs and /redoc (the interactive documentation); /openapi.json is always served.
     docs_enabled: bool = True
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_jwks_url: str | None = None
-    jwt_tenant_claim: str | None = None
+    jwt_issuer: NonEmptyStr | None = None
+    jwt_audience: NonEmptyStr | None = None
+    jwt_jwks_url: NonEmptyStr | None = None
+    jwt_tenant_claim: NonEmptyStr | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class AlarmConfig:
+class AlarmConfig(Section):
     http_5xx_rate_percent: float
     p99_latency_ms: int
     cpu_percent: float
@@ -164,22 +225,20 @@ class AlarmConfig:
     db_replica_lag_seconds: float = 30
 
 
-@dataclass(frozen=True, kw_only=True)
-class MonitoringHostConfig:
+class MonitoringHostConfig(Section):
     """The Prometheus + Alertmanager + Grafana host (features.monitoring_host). Images are pinned
     by version; node_exporter_image also runs on every app instance."""
 
-    instance_type: str
+    instance_type: NonEmptyStr
     root_volume_gib: int
     retention_days: int
-    prometheus_image: str
-    alertmanager_image: str
-    grafana_image: str
-    node_exporter_image: str
+    prometheus_image: NonEmptyStr
+    alertmanager_image: NonEmptyStr
+    grafana_image: NonEmptyStr
+    node_exporter_image: NonEmptyStr
 
 
-@dataclass(frozen=True, kw_only=True)
-class FeatureFlags:
+class FeatureFlags(Section):
     ec2_service: bool
     lambda_api: bool
     rds_proxy: bool
@@ -190,37 +249,44 @@ class FeatureFlags:
     monitoring_host: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class DeploymentConfig:
-    """One environment profile, validated. Build it with :func:`load_config`."""
+class DeploymentConfig(Section):
+    """One environment profile, validated. Build it with :func:`config_from_dict`."""
 
-    env_name: str
-    project: str
-    region: str
-    account: str | None
-    cors_origins: tuple[str, ...]
+    # The profile's name (its key under ``profiles``), not a key inside it.
+    env_name: NonEmptyStr
+    project: NonEmptyStr
+    region: NonEmptyStr
+    account: NonEmptyStr | None = None
+    cors_origins: StrTuple
     # Who gets paged: each address receives an SNS subscription confirmation on first deploy.
-    alarm_emails: tuple[str, ...]
+    alarm_emails: Annotated[StrTuple, BeforeValidator(_split_commas)]
     # HTTPS on the ALB: domain_name plus either certificate_arn (an ACM certificate in the
     # region) or hosted_zone_id + hosted_zone_name (CDK requests a DNS-validated certificate
     # and points the domain at the ALB). Only a profile with allow_plain_http may go without.
-    domain_name: str | None
-    certificate_arn: str | None
-    hosted_zone_id: str | None
-    hosted_zone_name: str | None
+    domain_name: NonEmptyStr | None = None
+    certificate_arn: NonEmptyStr | None = None
+    hosted_zone_id: NonEmptyStr | None = None
+    hosted_zone_name: NonEmptyStr | None = None
     allow_plain_http: bool
     # An existing trail (e.g. the organisation's) covering this account: no new trail is created.
-    existing_trail_arn: str | None
-    log_retention_days: int
+    existing_trail_arn: NonEmptyStr | None = None
+    log_retention_days: LogRetentionDays
     network: NetworkConfig
     database: DatabaseConfig
     storage: StorageConfig
     ec2: Ec2Config
-    lambda_: LambdaConfig = field(metadata={"key": "lambda"})
+    lambda_: LambdaConfig = Field(alias="lambda")
     app: AppConfig
     alarms: AlarmConfig
     features: FeatureFlags
     monitoring_host: MonitoringHostConfig
+
+    @model_validator(mode="after")
+    def _invariants(self) -> DeploymentConfig:
+        errors = invariant_errors(self)
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
 
     @property
     def prefix(self) -> str:
@@ -265,7 +331,7 @@ class DeploymentConfig:
 
     @property
     def database_memory_bytes(self) -> int:
-        return int(RDS_INSTANCE_MEMORY_GIB[self.database.instance_type] * 1024**3)
+        return self.database.memory_bytes
 
     # ---- connection budget -------------------------------------------------------------------
 
@@ -299,86 +365,48 @@ class DeploymentConfig:
     @property
     def default_max_connections(self) -> int:
         """What RDS would allow for this instance class if max_connections were not set."""
-        return min(self.database_memory_bytes // _BYTES_PER_DEFAULT_CONNECTION, 5000)
+        return self.database.default_max_connections
 
 
-def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected an object, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    known: set[str] = set()
-    for f in fields(cls):
-        key = f.metadata.get("key", f.name)
-        known.add(key)
-        if f.name == "env_name":
-            continue
-        if key not in data:
-            if f.default is not MISSING or type(None) in get_args(hints[f.name]):
-                # Optional keys may be absent: CDK context drops JSON nulls.
-                kwargs[f.name] = None if f.default is MISSING else f.default
-                continue
-            raise ConfigError(f"{path}.{key}: missing")
-        kwargs[f.name] = _coerce(hints[f.name], data[key], f"{path}.{key}")
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-    if "env_name" in known:
-        kwargs["env_name"] = path.rsplit(".", 1)[-1]
-    return cls(**kwargs)
+# ---- invariants across keys -------------------------------------------------------------------
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
-    origin, args = get_origin(tp), get_args(tp)
-    if is_dataclass(tp):
-        return _build(tp, value, path)
-    if args and type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, path)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list")
-        return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{path}: expected a non-empty string, got {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover
+def invariant_errors(cfg: DeploymentConfig) -> list[str]:
+    """What the types cannot say; each message starts with the key(s) it is about."""
+    return [
+        *_network_errors(cfg),
+        *_database_errors(cfg),
+        *_compute_errors(cfg),
+        *_https_errors(cfg),
+        *_alarm_recipient_errors(cfg),
+        *_storage_errors(cfg),
+        *_budget_errors(cfg),
+    ]
 
 
-def validate(cfg: DeploymentConfig) -> None:
-    """Invariants that would otherwise only show up as a failed or unsafe deployment."""
-    errors: list[str] = []
-    db, net, lam, ec2 = cfg.database, cfg.network, cfg.lambda_, cfg.ec2
-    for name, days in (("log_retention_days", cfg.log_retention_days), ("flow_log", net.flow_log_retention_days)):
-        if days not in LOG_RETENTION_DAYS:
-            errors.append(f"{name}: {days} is not a CloudWatch Logs retention {LOG_RETENTION_DAYS}")
+def _network_errors(cfg: DeploymentConfig) -> list[str]:
+    net, errors = cfg.network, []
     if len(net.availability_zones) < 2:
         errors.append("network.availability_zones: at least 2 (RDS subnet groups need 2 AZs)")
     if not all(az.startswith(cfg.region) for az in net.availability_zones):
         errors.append(f"network.availability_zones: must be in region {cfg.region}")
     if not 1 <= net.nat_gateways <= len(net.availability_zones):
         errors.append("network.nat_gateways: between 1 and the number of AZs")
+    if not cfg.cors_origins or any(o == "*" or not o.startswith("http") for o in cfg.cors_origins):
+        errors.append("cors_origins: explicit http(s) origins only, no '*'")
+    if cfg.features.cloudtrail and cfg.existing_trail_arn:
+        errors.append("features.cloudtrail: off when existing_trail_arn reuses a trail")
+    return errors
+
+
+def _database_errors(cfg: DeploymentConfig) -> list[str]:
+    db, errors = cfg.database, []
     if db.instance_type not in RDS_INSTANCE_MEMORY_GIB:
         errors.append(f"database.instance_type: {db.instance_type} not in RDS_INSTANCE_MEMORY_GIB")
-    elif db.max_connections > cfg.default_max_connections:
+    elif db.max_connections > db.default_max_connections:
         errors.append(
             f"database.max_connections: {db.max_connections} exceeds what "
-            f"{db.instance_type} supports ({cfg.default_max_connections})"
+            f"{db.instance_type} supports ({db.default_max_connections})"
         )
     if not 1 <= db.backup_retention_days <= 35:
         errors.append("database.backup_retention_days: 1..35 (0 would disable backups and PITR)")
@@ -386,8 +414,17 @@ def validate(cfg: DeploymentConfig) -> None:
         errors.append("database.port: use a non-default port")
     if db.max_allocated_storage_gib <= db.allocated_storage_gib:
         errors.append("database.max_allocated_storage_gib: must exceed allocated (autoscaling)")
-    if not cfg.cors_origins or any(o == "*" or not o.startswith("http") for o in cfg.cors_origins):
-        errors.append("cors_origins: explicit http(s) origins only, no '*'")
+    if not 0 <= db.read_replicas <= 5:
+        errors.append("database.read_replicas: 0 to 5 (RDS allows 15 per instance; 5 keeps the budget sane)")
+    if cfg.is_production and db.read_replicas < 1:
+        errors.append("prod: database.read_replicas must be at least 1 (read routing, runbook scaling)")
+    if cfg.is_production and not (db.multi_az and db.deletion_protection):
+        errors.append("prod: database.multi_az and database.deletion_protection are required")
+    return errors
+
+
+def _compute_errors(cfg: DeploymentConfig) -> list[str]:
+    lam, ec2, errors = cfg.lambda_, cfg.ec2, []
     if not 1 <= ec2.min_capacity < ec2.max_capacity:
         errors.append(
             "ec2: 1 <= min_capacity < max_capacity (a rolling update keeps min_capacity in service "
@@ -402,38 +439,35 @@ def validate(cfg: DeploymentConfig) -> None:
             f"{lam.concurrency_quota} unreserved; Lambda refuses fewer than {LAMBDA_MIN_UNRESERVED} "
             "(raise the quota through Service Quotas or set reserve_concurrency to false)"
         )
-    if net.flow_log_traffic not in FLOW_LOG_TRAFFIC:
-        errors.append(f"network.flow_log_traffic: one of {FLOW_LOG_TRAFFIC}")
-    if cfg.features.cloudtrail and cfg.existing_trail_arn:
-        errors.append("features.cloudtrail: off when existing_trail_arn reuses a trail")
-    errors += _https_errors(cfg)
-    errors += _alarm_recipient_errors(cfg)
     if lam.api_timeout_seconds > 29:
         errors.append("lambda.api_timeout_seconds: API Gateway cuts requests at 29 s")
-    if cfg.storage.noncurrent_expiration_days <= cfg.storage.noncurrent_transition_days:
-        errors.append("storage: noncurrent versions must expire after they transition")
-    if cfg.features.replication and not cfg.storage.replication_region:
-        errors.append("storage.replication_region: required when features.replication is on")
-    if cfg.storage.replication_region == cfg.region:
-        errors.append("storage.replication_region: must differ from region")
     for name in ("prometheus_image", "alertmanager_image", "grafana_image", "node_exporter_image"):
         image = getattr(cfg.monitoring_host, name)
         if ":" not in image or image.endswith((":latest", ":")):
             errors.append(f"monitoring_host.{name}: pin a version tag, not {image!r}")
-    if not 0 <= db.read_replicas <= 5:
-        errors.append("database.read_replicas: 0 to 5 (RDS allows 15 per instance; 5 keeps the budget sane)")
-    if cfg.is_production and db.read_replicas < 1:
-        errors.append("prod: database.read_replicas must be at least 1 (read routing, runbook scaling)")
-    if cfg.is_production and not (db.multi_az and db.deletion_protection):
-        errors.append("prod: database.multi_az and database.deletion_protection are required")
-    if cfg.peak_db_connections >= db.max_connections:
-        errors.append(
-            f"connection budget: {cfg.peak_db_connections} peak connections "
-            f"(lambda {cfg.lambda_db_connections} + ec2 {cfg.ec2_db_connections} + admin "
-            f"{db.reserved_admin_connections}) must stay under max_connections {db.max_connections}"
-        )
-    if errors:
-        raise ConfigError(f"profile {cfg.env_name!r}:\n  " + "\n  ".join(errors))
+    return errors
+
+
+def _storage_errors(cfg: DeploymentConfig) -> list[str]:
+    storage, errors = cfg.storage, []
+    if storage.noncurrent_expiration_days <= storage.noncurrent_transition_days:
+        errors.append("storage: noncurrent versions must expire after they transition")
+    if cfg.features.replication and not storage.replication_region:
+        errors.append("storage.replication_region: required when features.replication is on")
+    if storage.replication_region == cfg.region:
+        errors.append("storage.replication_region: must differ from region")
+    return errors
+
+
+def _budget_errors(cfg: DeploymentConfig) -> list[str]:
+    db = cfg.database
+    if cfg.peak_db_connections < db.max_connections:
+        return []
+    return [
+        f"connection budget: {cfg.peak_db_connections} peak connections "
+        f"(lambda {cfg.lambda_db_connections} + ec2 {cfg.ec2_db_connections} + admin "
+        f"{db.reserved_admin_connections}) must stay under max_connections {db.max_connections}"
+    ]
 
 
 def _https_errors(cfg: DeploymentConfig) -> list[str]:
@@ -479,35 +513,58 @@ def _alarm_recipient_errors(cfg: DeploymentConfig) -> list[str]:
     return errors
 
 
+# ---- loading ----------------------------------------------------------------------------------
+
+
+def _describe(errors: list[Any]) -> list[str]:
+    """pydantic's errors as ``key.path: what is wrong`` lines; unknown keys grouped per section."""
+    lines: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    for error in errors:
+        path = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            section, _, key = path.rpartition(".")
+            unknown.setdefault(section or "profile", []).append(key)
+        elif error["type"] == "missing":
+            lines.append(f"{path}: missing")
+        elif error["type"] == "value_error" and not path:
+            lines += str(error["ctx"]["error"]).splitlines()  # the invariants, one per line
+        elif error["type"] == "value_error":
+            lines.append(f"{path}: {error['ctx']['error']}")
+        else:
+            lines.append(f"{path}: {error['msg'].lower()}, got {error['input']!r}")
+    lines += [f"{section}: unknown keys {sorted(keys)}" for section, keys in unknown.items()]
+    return lines
+
+
 def config_from_dict(
     block: Mapping[str, Any], env_name: str, overrides: Mapping[str, Any] | None = None
 ) -> DeploymentConfig:
     """Build and validate profile ``env_name`` from the ``recordings`` context block.
 
-    ``overrides`` holds the :data:`DEPLOY_TIME_KEYS` given on the command line.
+    ``overrides`` holds the :data:`DEPLOY_TIME_KEYS` given on the command line (strings as the
+    CLI passes them: ``alarm_emails`` comma-separated).
     """
     profiles = block.get("profiles", {})
     if env_name not in profiles:
         raise ConfigError(f"unknown profile {env_name!r}; known: {sorted(profiles)}")
     data = dict(profiles[env_name])
+    if "env_name" in data:
+        raise ConfigError(f"profile {env_name!r}: env_name is the profile's name, not a key inside it")
     for key, value in (overrides or {}).items():
         if key not in DEPLOY_TIME_KEYS:
-            raise ConfigError(f"-c {key}: not a deploy-time key {DEPLOY_TIME_KEYS}")
-        if key == "alarm_emails" and isinstance(value, str):
-            value = [a.strip() for a in value.split(",") if a.strip()]
+            raise ConfigError(f"profile {env_name!r}: -c {key}: not a deploy-time key {DEPLOY_TIME_KEYS}")
         data[key] = value
+    data["env_name"] = env_name
     data.setdefault("project", block.get("project", "recordings"))
-    cfg = _build(DeploymentConfig, data, f"profiles.{env_name}")
-    if cfg.account is None and os.environ.get("CDK_DEFAULT_ACCOUNT"):
+    if data.get("account") is None and os.environ.get("CDK_DEFAULT_ACCOUNT"):
         # The CLI sets this from the caller's credentials; without credentials stacks stay
         # account-agnostic (region-specific), which is all synth needs.
-        cfg = _replace_account(cfg, os.environ["CDK_DEFAULT_ACCOUNT"])
-    validate(cfg)
-    return cfg
-
-
-def _replace_account(cfg: DeploymentConfig, account: str) -> DeploymentConfig:
-    return replace(cfg, account=account)
+        data["account"] = os.environ["CDK_DEFAULT_ACCOUNT"]
+    try:
+        return DeploymentConfig.model_validate(data)
+    except ValidationError as invalid:
+        raise ConfigError(f"profile {env_name!r}:\n  " + "\n  ".join(_describe(invalid.errors()))) from None
 
 
 def load_config(node: Any) -> DeploymentConfig:

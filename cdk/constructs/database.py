@@ -9,7 +9,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
-from cdk.config import DatabaseConfig
+from cdk.config import AlarmConfig, DatabaseConfig
+from cdk.constructs.monitoring import FIVE_MINUTES, GT, LT, ONE_MINUTE, AlarmSpec, metric
 
 POSTGRES_VERSION = rds.PostgresEngineVersion.VER_18_3  # current major
 PROXY_PORT = 5432  # RDS Proxy always listens on the engine's default port
@@ -19,6 +20,18 @@ APP_USERNAME = "recordings_app"
 # plus the public roots (RDS Proxy presents an ACM certificate). See the Dockerfile.
 DB_CA_BUNDLE = "/opt/recordings/db-ca-bundle.pem"
 ROTATION_DAYS = 30
+
+
+def performance_insights_retention(days: int) -> rds.PerformanceInsightRetention:
+    """The retention RDS accepts for ``days``: 7, 31 * months (1 to 23) or 731 (config.py checks)."""
+    if days == 7:
+        return rds.PerformanceInsightRetention.DEFAULT
+    if days == 731:
+        return rds.PerformanceInsightRetention.LONG_TERM
+    months, rest = divmod(days, 31)
+    if rest or not 1 <= months <= 23:
+        raise ValueError(f"Performance Insights keeps 7, 31 * months or 731 days, not {days}")
+    return getattr(rds.PerformanceInsightRetention, f"MONTHS_{months}")
 
 
 class Database(Construct):
@@ -98,7 +111,7 @@ class Database(Construct):
             cloudwatch_logs_exports=["postgresql", "upgrade"],
             cloudwatch_logs_retention=log_retention,
             enable_performance_insights=True,
-            performance_insight_retention=rds.PerformanceInsightRetention.DEFAULT,
+            performance_insight_retention=performance_insights_retention(config.performance_insights_retention_days),
         )
         if self.instance.secret is None:  # pragma: no cover - from_generated_secret creates it
             raise RuntimeError("the database has no master secret")
@@ -195,7 +208,9 @@ class Database(Construct):
                     cloudwatch_logs_exports=["postgresql"],
                     cloudwatch_logs_retention=log_retention,
                     enable_performance_insights=True,
-                    performance_insight_retention=rds.PerformanceInsightRetention.DEFAULT,
+                    performance_insight_retention=performance_insights_retention(
+                        config.performance_insights_retention_days
+                    ),
                     preferred_maintenance_window="sun:04:30-sun:05:30",
                 )
             )
@@ -233,3 +248,108 @@ class Database(Construct):
             actions=["secretsmanager:GetSecretValue"],
             resource_arns=[self.master_secret.secret_arn],
         )
+
+    def alarms(self, thresholds: AlarmConfig, *, replica_identifiers: list[str] | None = None) -> list[AlarmSpec]:
+        """The primary's CPU, connections, memory, disk queue and free storage; each replica's
+        lag, CPU, connections and memory. ``replica_identifiers`` (in order) default to this
+        construct's replicas; another stack passes the values it read through SSM."""
+        t, cfg, db = thresholds, self.config, self.instance
+        max_conn = cfg.max_connections
+        section = "RDS PostgreSQL"
+        specs = [
+            AlarmSpec(
+                name="DbCpu",
+                section=section,
+                description=f"RDS CPU > {t.cpu_percent:g}% for 15 minutes",
+                metric=db.metric_cpu_utilization(period=FIVE_MINUTES),
+                threshold=t.cpu_percent,
+                comparison=GT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="DbConnections",
+                section=section,
+                description=f"RDS connections > {t.db_connections_percent:g}% of max_connections ({max_conn})",
+                metric=db.metric_database_connections(period=ONE_MINUTE, statistic="Maximum"),
+                threshold=round(max_conn * t.db_connections_percent / 100),
+                comparison=GT,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                name="DbLowFreeableMemory",
+                section=section,
+                description=f"RDS freeable memory < {t.free_memory_percent:g}% for 15 minutes",
+                metric=db.metric_freeable_memory(period=FIVE_MINUTES, statistic="Minimum"),
+                threshold=int(cfg.memory_bytes * t.free_memory_percent / 100),
+                comparison=LT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="DbDiskQueueDepth",
+                section=section,
+                description=f"RDS disk queue depth > {t.db_disk_queue_depth:g} for 15 minutes",
+                metric=db.metric("DiskQueueDepth", period=FIVE_MINUTES, statistic="Average"),
+                threshold=t.db_disk_queue_depth,
+                comparison=GT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="DbLowFreeStorage",
+                section=section,
+                description=f"RDS free storage < {t.free_disk_percent:g}% of the allocated storage",
+                metric=db.metric_free_storage_space(period=FIVE_MINUTES, statistic="Minimum"),
+                threshold=int(cfg.allocated_storage_gib * 1024**3 * t.free_disk_percent / 100),
+                comparison=LT,
+                evaluation_periods=1,
+            ),
+        ]
+        if replica_identifiers is None:
+            replica_identifiers = [replica.instance_identifier for replica in self.replicas]
+        for number, identifier in enumerate(replica_identifiers, start=1):
+            specs += self._replica_alarms(t, number, identifier)
+        return specs
+
+    def _replica_alarms(self, t: AlarmConfig, number: int, identifier: str) -> list[AlarmSpec]:
+        cfg, name, section = self.config, f"DbReplica{number}", f"RDS read replica {number}"
+        max_conn = cfg.max_connections
+        dimensions = {"DBInstanceIdentifier": identifier}
+        return [
+            AlarmSpec(
+                name=f"{name}Lag",
+                section=section,
+                description=f"Replica {number} lag > {t.db_replica_lag_seconds:g} s for 5 minutes "
+                f"(reads go to the primary beyond {cfg.read_max_lag_seconds:g} s)",
+                metric=metric("AWS/RDS", "ReplicaLag", dimensions, "Maximum", ONE_MINUTE),
+                threshold=t.db_replica_lag_seconds,
+                comparison=GT,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                name=f"{name}Cpu",
+                section=section,
+                description=f"Replica {number} CPU > {t.cpu_percent:g}% for 15 minutes",
+                metric=metric("AWS/RDS", "CPUUtilization", dimensions, "Average", FIVE_MINUTES),
+                threshold=t.cpu_percent,
+                comparison=GT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name=f"{name}Connections",
+                section=section,
+                description=f"Replica {number} connections > {t.db_connections_percent:g}% of "
+                f"max_connections ({max_conn})",
+                metric=metric("AWS/RDS", "DatabaseConnections", dimensions, "Maximum", ONE_MINUTE),
+                threshold=round(max_conn * t.db_connections_percent / 100),
+                comparison=GT,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                name=f"{name}LowFreeableMemory",
+                section=section,
+                description=f"Replica {number} freeable memory < {t.free_memory_percent:g}% for 15 minutes",
+                metric=metric("AWS/RDS", "FreeableMemory", dimensions, "Minimum", FIVE_MINUTES),
+                threshold=int(cfg.memory_bytes * t.free_memory_percent / 100),
+                comparison=LT,
+                evaluation_periods=3,
+            ),
+        ]

@@ -19,14 +19,15 @@ from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk.config import Ec2Config
-from cdk.constructs.ec2_user_data import (  # noqa: F401 - CWAGENT_NAMESPACE is re-exported
+from cdk.config import AlarmConfig, DeploymentConfig, Ec2Config
+from cdk.constructs.ec2_user_data import (
     CONTAINER_PORT,
     CWAGENT_NAMESPACE,
     READINESS_PATH,
     bootstrap_commands,
 )
 from cdk.constructs.functions import REPO_ROOT
+from cdk.constructs.monitoring import FIVE_MINUTES, GT, GTE, ONE_MINUTE, AlarmSpec, error_rate_alarm, metric
 from cdk.constructs.monitoring_host import node_exporter_commands
 from cdk.constructs.network import encrypted_root_volume
 from cdk.constructs.storage import secure_bucket
@@ -53,6 +54,18 @@ class HttpsOptions:
     certificate_arn: str | None = None
     hosted_zone_id: str | None = None
     hosted_zone_name: str | None = None
+
+    @classmethod
+    def from_config(cls, config: DeploymentConfig) -> HttpsOptions | None:
+        """The profile's HTTPS settings; None when it serves plain HTTP (allow_plain_http)."""
+        if not config.https:
+            return None
+        return cls(
+            domain_name=str(config.domain_name),
+            certificate_arn=config.certificate_arn,
+            hosted_zone_id=config.hosted_zone_id,
+            hosted_zone_name=config.hosted_zone_name,
+        )
 
 
 class Ec2Service(Construct):
@@ -313,3 +326,91 @@ class Ec2Service(Construct):
         if self.domain_name:
             return f"https://{self.domain_name}"
         return f"http://{self.alb.load_balancer_dns_name}"
+
+    def alarms(
+        self,
+        thresholds: AlarmConfig,
+        *,
+        alb_name: str | None = None,
+        target_group_name: str | None = None,
+        asg_name: str | None = None,
+    ) -> list[AlarmSpec]:
+        """The ALB's error rate, latency and unhealthy targets; the instances' CPU, status checks,
+        memory and disk (the last two from the CloudWatch agent). The names default to this
+        construct's own; another stack passes the values it read through SSM."""
+        t, section = thresholds, "EC2 path (ALB + Auto Scaling group)"
+        alb = {"LoadBalancer": alb_name or self.alb.load_balancer_full_name}
+        target_group = {"TargetGroup": target_group_name or self.target_group.target_group_full_name}
+        asg = {"AutoScalingGroupName": asg_name or self.asg.auto_scaling_group_name}
+        lb = "AWS/ApplicationELB"
+        return [
+            error_rate_alarm(
+                name="Alb5xxRate",
+                section=section,
+                errors=cloudwatch.MathExpression(
+                    expression="FILL(target5xx, 0) + FILL(elb5xx, 0)",
+                    using_metrics={
+                        "target5xx": metric(lb, "HTTPCode_Target_5XX_Count", alb, "Sum", ONE_MINUTE),
+                        "elb5xx": metric(lb, "HTTPCode_ELB_5XX_Count", alb, "Sum", ONE_MINUTE),
+                    },
+                    period=ONE_MINUTE,
+                ),
+                requests=metric(lb, "RequestCount", alb, "Sum", ONE_MINUTE),
+                what="ALB",
+                thresholds=t,
+            ),
+            AlarmSpec(
+                name="AlbP99Latency",
+                section=section,
+                description=f"ALB p99 latency > {t.p99_latency_ms} ms for 5 minutes",
+                metric=metric(lb, "TargetResponseTime", alb, "p99", ONE_MINUTE),
+                threshold=t.p99_latency_ms / 1000,  # the ALB reports seconds
+                comparison=GT,
+                evaluation_periods=5,
+            ),
+            AlarmSpec(
+                name="AlbUnhealthyHosts",
+                section=section,
+                description="Unhealthy targets behind the ALB for 3 minutes",
+                metric=metric(lb, "UnHealthyHostCount", {**alb, **target_group}, "Maximum", ONE_MINUTE),
+                threshold=1,
+                comparison=GTE,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="Ec2Cpu",
+                section=section,
+                description=f"EC2 CPU > {t.cpu_percent:g}% for 15 minutes",
+                metric=metric("AWS/EC2", "CPUUtilization", asg, "Average", FIVE_MINUTES),
+                threshold=t.cpu_percent,
+                comparison=GT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="Ec2StatusCheckFailed",
+                section=section,
+                description="EC2 status check failed for 2 minutes",
+                metric=metric("AWS/EC2", "StatusCheckFailed", asg, "Maximum", ONE_MINUTE),
+                threshold=1,
+                comparison=GTE,
+                evaluation_periods=2,
+            ),
+            AlarmSpec(
+                name="Ec2LowFreeMemory",
+                section=section,
+                description=f"EC2 free memory < {t.free_memory_percent:g}% for 15 minutes",
+                metric=metric(CWAGENT_NAMESPACE, "mem_used_percent", asg, "Maximum", FIVE_MINUTES),
+                threshold=100 - t.free_memory_percent,
+                comparison=GT,
+                evaluation_periods=3,
+            ),
+            AlarmSpec(
+                name="Ec2LowFreeDisk",
+                section=section,
+                description=f"EC2 free disk < {t.free_disk_percent:g}%",
+                metric=metric(CWAGENT_NAMESPACE, "disk_used_percent", asg, "Maximum", FIVE_MINUTES),
+                threshold=100 - t.free_disk_percent,
+                comparison=GT,
+                evaluation_periods=1,
+            ),
+        ]

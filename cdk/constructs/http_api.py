@@ -7,11 +7,16 @@ import json
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk.config import AlarmConfig
+from cdk.constructs.monitoring import GT, ONE_MINUTE, AlarmSpec, error_rate_alarm, metric
 from cdk.nag import acknowledge
+
+LAMBDA_SECTION = "Lambda path (HTTP API + functions)"
 
 ACCESS_LOG_FORMAT = json.dumps(
     {
@@ -106,3 +111,31 @@ class HttpApi(Construct):
         """The ``$default`` stage's URL without the trailing slash (an origin)."""
         stack = Stack.of(self)
         return f"https://{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+
+    def alarms(self, thresholds: AlarmConfig, *, api_id: str | None = None) -> list[AlarmSpec]:
+        """5xx rate and p99 latency. ``api_id`` defaults to this API's; another stack passes the
+        value it read through SSM."""
+        t, dimensions = thresholds, {"ApiId": api_id or self.api.api_id}
+
+        def api_metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return metric("AWS/ApiGateway", name, dimensions, statistic, ONE_MINUTE)
+
+        return [
+            error_rate_alarm(
+                name="Api5xxRate",
+                section=LAMBDA_SECTION,
+                errors=api_metric("5xx", "Sum"),
+                requests=api_metric("Count", "Sum"),
+                what="API Gateway",
+                thresholds=t,
+            ),
+            AlarmSpec(
+                name="ApiP99Latency",
+                section=LAMBDA_SECTION,
+                description=f"API Gateway p99 latency > {t.p99_latency_ms} ms for 5 minutes",
+                metric=api_metric("Latency", "p99"),
+                threshold=t.p99_latency_ms,  # API Gateway reports milliseconds
+                comparison=GT,
+                evaluation_periods=5,
+            ),
+        ]

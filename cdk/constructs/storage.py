@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
@@ -11,7 +12,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdk.config import StorageConfig
+from cdk.config import AlarmConfig, StorageConfig
+from cdk.constructs.monitoring import FIVE_MINUTES, GTE, AlarmSpec, metric
 from cdk.nag import acknowledge
 
 
@@ -93,6 +95,38 @@ def count_storage_rejections(log_group: logs.ILogGroup, period: Duration) -> clo
         metric_value="1",
     )
     return metric_filter.metric(statistic="Sum", period=period)
+
+
+def emitted_storage_rejections(period: Duration) -> cloudwatch.IMetric:
+    """The Lambda functions' EMF count of refused S3 calls (service/lambda_runtime.py)."""
+    return metric(APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC, {"service": "recordings"}, "Sum", period)
+
+
+@dataclass(frozen=True)
+class StorageRejections:
+    """S3 refused a call of the app (AccessDenied, NoSuchBucket, bad credentials...): the request
+    answered 500 and the app's log names the missing IAM action. Retrying never fixes it, so one
+    is enough to alarm. ``counts``: every path's count of refused calls, by expression id."""
+
+    counts: Mapping[str, cloudwatch.IMetric]
+
+    def alarms(self, scope: Construct, thresholds: AlarmConfig) -> Sequence[AlarmSpec]:
+        return [
+            AlarmSpec(
+                name="StorageRejected",
+                section="S3",
+                description="S3 refused the app's requests (permissions or configuration) in 5 minutes",
+                metric=cloudwatch.MathExpression(
+                    expression=" + ".join(f"FILL({name}, 0)" for name in self.counts),
+                    using_metrics=dict(self.counts),
+                    period=FIVE_MINUTES,
+                    label="refused S3 calls",
+                ),
+                threshold=1,
+                comparison=GTE,
+                evaluation_periods=1,
+            )
+        ]
 
 
 def replica_bucket_name(*, name_prefix: str, replica_region: str) -> str:
@@ -218,6 +252,22 @@ class RecordingsStorage(Construct):
                 f"Resource::<{bucket_id}.Arn>/*",
                 f"Resource::arn:{partition}:s3:::{name_prefix}-replica-<AWS::AccountId>-{replica_region}/*",
             )
+
+    def alarms(self, thresholds: AlarmConfig) -> list[AlarmSpec]:
+        """S3 5xx errors (the bucket's request metrics, filter ``EntireBucket``)."""
+        errors = thresholds.s3_5xx_errors_per_5_minutes
+        dimensions = {"BucketName": self.bucket_name, "FilterId": "EntireBucket"}
+        return [
+            AlarmSpec(
+                name="S3ServerErrors",
+                section="S3",
+                description=f"S3 5xx errors >= {errors} in 5 minutes",
+                metric=metric("AWS/S3", "5xxErrors", dimensions, "Sum", FIVE_MINUTES),
+                threshold=errors,
+                comparison=GTE,
+                evaluation_periods=1,
+            )
+        ]
 
     def grant_app_access(self, grantee: iam.IGrantable, *, access: BucketAccess, principal_scope: Construct) -> None:
         """Exactly ``access``: object actions on the bucket's keys, bucket actions on the bucket,

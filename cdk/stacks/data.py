@@ -6,16 +6,16 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from cdk.config import DeploymentConfig
+from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
+from cdk.constructs.monitoring import AlarmSpec
+from cdk.constructs.repository import image_repository
 from cdk.constructs.storage import RecordingsStorage
 from cdk.cross_stack import publish
 from cdk.nag import acknowledge
-from cdk.replica_access import publish_replicas
+from cdk.replica_access import publish_replicas, replica_identifiers
 from cdk.retention import log_retention, removal_policy
 
 
@@ -27,6 +27,7 @@ class DataStack(Stack):
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, vpc: ec2.IVpc, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, termination_protection=config.is_production, **kwargs)
+        self.config = config
         retention = log_retention(config.log_retention_days)
         self.database = Database(
             self,
@@ -47,24 +48,10 @@ class DataStack(Stack):
             replica_region=config.storage.replication_region if config.features.replication else None,
             removal_policy=removal_policy(config.removal_policy),
         )
-        self.repository = ecr.Repository(
-            self,
-            "Repository",
-            image_scan_on_push=True,
-            encryption=ecr.RepositoryEncryption.AES_256,
-            lifecycle_rules=[
-                ecr.LifecycleRule(
-                    description=f"keep the last {config.ec2.ecr_keep_images} images",
-                    max_image_count=config.ec2.ecr_keep_images,
-                )
-            ],
-            removal_policy=removal_policy(config.removal_policy),
-            empty_on_delete=config.removal_policy == "destroy",
+        # Its exports below stay whether or not a deploy passes a Lambda image digest.
+        self.repository = image_repository(
+            self, "Repository", keep_images=config.ec2.ecr_keep_images, removal=removal_policy(config.removal_policy)
         )
-
-        # The Lambda functions run the image CI pushed here (-c lambda_image_digest): the service
-        # may pull; the repository's exports below stay whether or not a deploy passes a digest.
-        self.repository.grant_pull(iam.ServicePrincipal("lambda.amazonaws.com"))
 
         # What the functions connect to: the proxy with features.rds_proxy, else the instance.
         # Through SSM, so turning the proxy on or off never deadlocks on an export.
@@ -103,6 +90,14 @@ class DataStack(Stack):
         CfnOutput(self, "DatabaseMasterSecretArn", value=self.database.master_secret.secret_arn)
 
         self._acknowledge(config)
+
+    def alarms(self, scope: Construct, thresholds: AlarmConfig) -> list[AlarmSpec]:
+        """The database's and the bucket's alarms. The replicas' identifiers are read in ``scope``
+        through SSM: their count is a setting, and an export would block lowering it."""
+        return [
+            *self.database.alarms(thresholds, replica_identifiers=replica_identifiers(scope, self.config)),
+            *self.storage.alarms(thresholds),
+        ]
 
     def _acknowledge(self, config: DeploymentConfig) -> None:
         db = self.database.instance

@@ -9,16 +9,17 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from constructs import Construct
 
-from cdk.app_environment import app_environment, grant_metrics_token_read, metrics_token_secret
-from cdk.config import DeploymentConfig
+from cdk.app_environment import grant_metrics_token_read, metrics_token_secret, server_environment
+from cdk.config import AlarmConfig, DeploymentConfig
 from cdk.constructs.database import Database
 from cdk.constructs.ec2_service import Ec2Service, HttpsOptions, server_image_parameter_name
+from cdk.constructs.monitoring import AlarmSpec
 from cdk.constructs.storage import (
     API_ACCESS,
     RecordingsStorage,
     count_storage_rejections,
 )
-from cdk.cross_stack import publish
+from cdk.cross_stack import publish, read
 from cdk.nag import acknowledge
 from cdk.replica_access import allow_replica_reads, replica_read_host
 from cdk.retention import log_retention, removal_policy
@@ -38,43 +39,28 @@ class Ec2ServiceStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        ec2_cfg = config.ec2
-        public_base_url = config.public_base_url
+        self.config = config
         self.metrics_token = metrics_token_secret(self)
-        environment = app_environment(
+        environment = server_environment(
+            self,
             config,
-            runtime="server",
             database_host=database.endpoint_host,
-            database_port=config.database.port,
             database_secret_arn=database.app_secret.secret_arn,
             bucket_name=storage.bucket_name,
-            db_pool_size=ec2_cfg.db_pool_size,
-            db_max_overflow=ec2_cfg.db_max_overflow,
-            public_base_url=public_base_url,
             metrics_token_secret_arn=self.metrics_token.secret_arn,
             database_read_host=replica_read_host(self, config),
         )
-        environment["CORS_ORIGINS"] = ",".join(config.allowed_origins)
-        # Outside Lambda the SDK needs the region from the environment.
-        environment.update(AWS_REGION=self.region, AWS_DEFAULT_REGION=self.region)
         self.service = Ec2Service(
             self,
             "Service",
             vpc=vpc,
-            config=ec2_cfg,
+            config=config.ec2,
             repository=repository,
             container_environment=environment,
             log_retention=log_retention(config.log_retention_days),
             log_removal_policy=removal_policy(config.removal_policy),
             image_parameter_name=server_image_parameter_name(config.project, config.env_name),
-            https=HttpsOptions(
-                domain_name=str(config.domain_name),
-                certificate_arn=config.certificate_arn,
-                hosted_zone_id=config.hosted_zone_id,
-                hosted_zone_name=config.hosted_zone_name,
-            )
-            if config.https
-            else None,
+            https=HttpsOptions.from_config(config),
             node_exporter_image=config.monitoring_host.node_exporter_image if config.features.monitoring_host else None,
         )
         role = self.service.role
@@ -108,6 +94,16 @@ class Ec2ServiceStack(Stack):
             description="CI writes the server image digest (sha256:...) here; instances run it from their next boot",
         )
         self._acknowledge()
+
+    def alarms(self, scope: Construct, thresholds: AlarmConfig) -> list[AlarmSpec]:
+        """The service's alarms, its names read in ``scope`` through SSM: this stack exists only
+        with features.ec2_service, so an export would block turning the flag off."""
+        return self.service.alarms(
+            thresholds,
+            alb_name=read(scope, self.config, "ec2", "alb-full-name"),
+            target_group_name=read(scope, self.config, "ec2", "target-group-full-name"),
+            asg_name=read(scope, self.config, "ec2", "asg-name"),
+        )
 
     def _acknowledge(self) -> None:
         svc = self.service

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from cdk.config import ConfigError, config_from_dict
 
@@ -192,3 +193,116 @@ def test_reservations_must_leave_100_unreserved_executions_of_the_declared_quota
 def test_rolling_updates_need_room_above_the_minimum() -> None:
     with pytest.raises(ConfigError, match="rolling update"):
         load("dev", ec2={"min_capacity": 2, "max_capacity": 2})
+
+
+# ---- the models: types, keys, messages ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("days", [7, 31, 62, 713, 731])
+def test_performance_insights_retention_rds_accepts(days: int) -> None:
+    assert (
+        load("dev", database={"performance_insights_retention_days": days}).database.performance_insights_retention_days
+        == days
+    )
+
+
+@pytest.mark.parametrize("days", [0, 14, 30, 32, 744, 7.0])
+def test_performance_insights_retention_rds_refuses_is_named(days: float) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load("dev", database={"performance_insights_retention_days": days})
+    assert str(refused.value).startswith("profile 'dev':")
+    assert "database.performance_insights_retention_days" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"database": {"port": "5433"}}, "database.port"),  # no string-to-number coercion
+        ({"lambda": {"memory_mb": True}}, "lambda.memory_mb"),  # nor bool-to-int
+        ({"features": {"rds_proxy": 1}}, "features.rds_proxy"),
+        ({"database": {"database_name": ""}}, "database.database_name"),
+        ({"alarms": {"cpu_percent": "80"}}, "alarms.cpu_percent"),
+        ({"cors_origins": "https://a.corp.internal"}, "cors_origins"),
+        ({"network": {"availability_zones": ["eu-west-1a", 2]}}, "network.availability_zones.1"),
+        ({"ec2": {"ami_id": ""}}, "ec2.ami_id"),
+    ],
+)
+def test_wrong_types_name_the_profile_and_the_key(patch: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load("dev", **patch)
+    message = str(refused.value)
+    assert message.startswith("profile 'dev':")
+    assert f"\n  {key}: " in message
+
+
+def test_every_problem_of_a_profile_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load("dev", database={"port": "x", "max_conections": 1, "portt": 2}, ec2={"instance_typ": "m7i.large"})
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "profile 'dev':"
+    assert "  database.port: input should be a valid integer, got 'x'" in lines
+    assert "  database: unknown keys ['max_conections', 'portt']" in lines
+    assert "  ec2: unknown keys ['instance_typ']" in lines
+
+
+def test_missing_keys_are_named() -> None:
+    block = copy.deepcopy(BLOCK)
+    del block["profiles"]["dev"]["network"]["cidr"]
+    del block["profiles"]["dev"]["alarms"]
+    with pytest.raises(ConfigError) as refused:
+        config_from_dict(block, "dev")
+    assert "\n  network.cidr: missing" in str(refused.value)
+    assert "\n  alarms: missing" in str(refused.value)
+
+
+def test_optional_keys_may_be_absent_as_cdk_drops_json_nulls() -> None:
+    block = copy.deepcopy(BLOCK)
+    profile = block["profiles"]["dev"]
+    for key in ("account", "domain_name", "certificate_arn", "hosted_zone_id", "hosted_zone_name"):
+        profile.pop(key, None)
+    profile["ec2"].pop("ami_id", None)
+    cfg = config_from_dict(block, "dev")
+    assert cfg.account is None
+    assert cfg.ec2.ami_id is None
+
+
+def test_every_section_forbids_unknown_keys_and_is_immutable() -> None:
+    cfg = load("dev")
+    sections = [
+        cfg,
+        *(getattr(cfg, name) for name in type(cfg).model_fields if isinstance(getattr(cfg, name), BaseModel)),
+    ]
+    assert len(sections) == 10
+    for section in sections:
+        assert section.model_config["extra"] == "forbid"
+        assert section.model_config["frozen"] is True
+        name = next(iter(type(section).model_fields))
+        with pytest.raises(ValidationError):
+            setattr(section, name, getattr(section, name))
+
+
+def test_overrides_are_coerced_by_the_model_and_name_the_profile() -> None:
+    cfg = load("prod", {**PROD_DEPLOY, "alarm_emails": "a@corp.internal,,b@corp.internal "})
+    assert cfg.alarm_emails == ("a@corp.internal", "b@corp.internal")
+    with pytest.raises(ConfigError, match=r"^profile 'dev': -c allow_plain_http: not a deploy-time key"):
+        load("dev", {"allow_plain_http": True})
+    with pytest.raises(ConfigError, match=r"alarm_emails: 'nobody' is not an e-mail address"):
+        load("dev", {"alarm_emails": "nobody"})
+
+
+def test_invariant_errors_name_the_profile() -> None:
+    with pytest.raises(ConfigError, match=r"^profile 'prod':\n  ") as refused:
+        load("prod", {})
+    assert "\n  prod: alarm_emails needs at least one real recipient" in str(refused.value)
+
+
+def test_the_profile_name_is_not_a_key_of_the_profile() -> None:
+    with pytest.raises(ConfigError, match="env_name"):
+        load("dev", env_name="prod")
+
+
+def test_the_account_comes_from_the_cli_when_the_profile_has_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "111122223333")
+    assert load("dev").account == "111122223333"
+    monkeypatch.delenv("CDK_DEFAULT_ACCOUNT")
+    assert load("dev").account is None
