@@ -75,7 +75,7 @@ REAPER_ACCESS = BucketAccess(
 
 
 # S3 refusing the app (permissions or configuration), counted for the StorageRejected alarm. The
-# Lambda path emits it as EMF (handlers/runtime.py: namespace "Recordings", dimension
+# Lambda path emits it as EMF (service/observability/emf.py: namespace "Recordings", dimension
 # service); the server path logs it (service/core/storage.py, logger service.core.storage at ERROR), and a
 # metric filter on the container logs counts those lines (same namespace and name, no dimension).
 APP_METRICS_NAMESPACE = "Recordings"
@@ -98,7 +98,7 @@ def count_storage_rejections(log_group: logs.ILogGroup, period: Duration) -> clo
 
 
 def emitted_storage_rejections(period: Duration) -> cloudwatch.IMetric:
-    """The Lambda functions' EMF count of refused S3 calls (service/lambda_runtime.py)."""
+    """The Lambda functions' EMF count of refused S3 calls (service/observability/emf.py)."""
     return metric(APP_METRICS_NAMESPACE, STORAGE_REJECTED_METRIC, {"service": "recordings"}, "Sum", period)
 
 

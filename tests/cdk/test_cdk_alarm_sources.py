@@ -6,7 +6,7 @@ alarm's namespace, metric name and dimensions are matched against an emitter:
 - the CloudWatch agent configuration in the instances' user data (``CWAgent``), including the
   ``ec2:DescribeTags`` permission the agent needs to append the Auto Scaling group's name;
 - the embedded metric format the Lambda code writes (Powertools ``Metrics`` in
-  ``handlers/runtime.py``);
+  ``service/observability/emf.py`` and the handlers);
 - AWS service metrics, whose dimensions must resolve (through references, exports or SSM
   parameters) to a resource of the kind that publishes them, in some stack of the profile.
 """
