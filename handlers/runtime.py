@@ -2,9 +2,7 @@
 logs with the request's correlation id and the cold start flag, EMF metrics flushed per
 invocation, X-Ray only when tracing is on) and handlers built on their first invocation.
 
-Importing this module is cheap and offline: no network, no credentials, no database. Engines,
-sessions and the S3 client come from the same cached getters as on the server, created on the
-first invocation and reused by every later one in the same execution environment.
+Importing this module is cheap and offline (docs/adr/0003-lazy-construction-for-cold-starts.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """FastAPI dependencies as Annotated aliases: SettingsDep and SessionDep for the few routes that
-have no authenticated caller (the API's routes take service.auth.caller.CallerDep alone).
-
-Every dependency FastAPI resolves costs a trip through its solver on every request, and a
-generator dependency (one that yields a session) costs an exit stack and a shielded cancel
-scope on top. The API's routes therefore take one dependency, ``CallerDep``: who is calling,
-the settings and the storage. A route opens its database session itself (``with
-caller.session() as session``), so the session is used and closed, and its connection returned
-to the pool, in the route's own worker thread.
+have no authenticated caller. The API's routes take ``service.auth.caller.CallerDep`` alone
+(docs/adr/0001-one-dependency-per-route.md).
 """
 
 from __future__ import annotations
