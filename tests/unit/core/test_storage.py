@@ -21,6 +21,9 @@ from prometheus_client import REGISTRY
 
 from service.core.storage import Storage, StorageRejected, StorageUnavailable, is_retryable
 
+# The Prometheus listener counts what the storage layer signals (subscribed on import).
+from service.observability import metrics  # noqa: F401
+
 BUCKET = "recordings-test"
 
 

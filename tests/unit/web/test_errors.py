@@ -12,6 +12,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from service.core.storage import StorageRejected
+
+# The Prometheus listener counts what the storage layer signals (subscribed on import).
+from service.observability import metrics  # noqa: F401
 from service.web.errors import install_error_handlers
 
 
