@@ -37,6 +37,18 @@ BASE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 MiB = 1024 * 1024
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``-m "not db"`` selects tests/unit only: the other directories are not even imported
+    (importing the CDK and browser suites alone takes seconds)."""
+    if config.getoption("markexpr", "").replace(" ", "") != "notdb":
+        return None
+    tests = UNIT_TESTS.parent
+    inside_tests = collection_path.is_relative_to(tests) and collection_path != tests
+    if inside_tests and not collection_path.is_relative_to(UNIT_TESTS):
+        return True
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test outside tests/unit needs the test environment: mark it ``db``. The unit tests
