@@ -73,10 +73,3 @@ def test_signals_are_immutable():
     signal = Signal("upload.created")
     with pytest.raises(dataclasses.FrozenInstanceError):
         signal.name = "upload.failed"  # type: ignore[misc]
-
-
-def test_the_observability_listeners_are_subscribed_on_import():
-    from service.observability import emf, lifecycle, metrics
-
-    assert lifecycle.UPLOAD_OUTCOMES == metrics.UPLOAD_OUTCOMES
-    assert emf.record_signal in signals._listeners
