@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.ops.conftest import REPO
 
 WORKER = Path(__file__).with_name("mp_worker.py")
-SCRAPE = "from service import metrics; import sys; sys.stdout.write(metrics.render_metrics().decode())"
+SCRAPE = "from service.observability import metrics; import sys; sys.stdout.write(metrics.render_metrics().decode())"
 
 
 def _scrape(env: dict[str, str]) -> list:
@@ -29,7 +29,7 @@ def _total(samples: list, name: str, **labels) -> float:
 def test_two_workers_are_aggregated_in_one_scrape(tmp_path, clean_env):
     directory = tmp_path / "prom"
     env = {**clean_env, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(REPO)}
-    prepare = "from service import metrics; print(metrics.prepare_multiprocess_dir())"
+    prepare = "from service.observability import metrics; print(metrics.prepare_multiprocess_dir())"
     subprocess.run([sys.executable, "-c", prepare], env=env, cwd=REPO, check=True, timeout=60)
     (directory / "counter_999999.db").write_bytes(b"stale")  # a previous run's leftovers
     subprocess.run([sys.executable, "-c", prepare], env=env, cwd=REPO, check=True, timeout=60)
