@@ -15,6 +15,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -31,8 +32,36 @@ for leaked in ("AWS_PROFILE", "DATABASE_URL", "DATABASE_SECRET_ARN", "S3_BUCKET"
 
 from service.core.settings import Settings  # noqa: E402
 
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 BASE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MiB = 1024 * 1024
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``-m "not db"`` selects tests/unit only: the other directories are not even imported
+    (importing the CDK and browser suites alone takes seconds)."""
+    if config.getoption("markexpr", "").replace(" ", "") != "notdb":
+        return None
+    tests = UNIT_TESTS.parent
+    inside_tests = collection_path.is_relative_to(tests) and collection_path != tests
+    if inside_tests and not collection_path.is_relative_to(UNIT_TESTS):
+        return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit needs the test environment: mark it ``db``. The unit tests
+    are pure (no database, servers, browser or synth), so ``pytest -m "not db"`` runs in seconds;
+    a unit test that asks for the run's database is a collection error."""
+    impure = []
+    for item in items:
+        if not item.path.is_relative_to(UNIT_TESTS):
+            item.add_marker(pytest.mark.db)
+        elif "_run_database" in getattr(item, "fixturenames", ()):
+            impure.append(item.nodeid)
+    if impure:
+        raise pytest.UsageError(f"tests/unit must not use the database: {', '.join(impure)}")
 
 
 @pytest.fixture(scope="session")

@@ -236,20 +236,6 @@ def test_a_stale_newest_snapshot_fails_before_anything_is_restored(rds_source):
     assert fresh.ok, fresh.lines()
 
 
-def test_cli_defaults_cannot_pass_an_empty_or_stale_backup():
-    args = _parser().parse_args(["verify-backup", "--db-instance", "recordings-prod-db"])
-    assert args.min_recordings >= 1
-    assert 0 < args.max_snapshot_age_hours <= 48
-
-
-def test_temp_instance_ids_are_valid_rds_identifiers():
-    name = backup.temp_instance_id("x" * 70)
-    assert len(name) <= 63
-    assert name[0].isalpha()
-    assert "--" not in name
-    assert not name.endswith("-")
-
-
 # --- S3 (moto) --------------------------------------------------------------------------------
 
 

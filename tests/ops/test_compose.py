@@ -4,8 +4,10 @@ schema; no compose plugin exists here) and wired together consistently."""
 from __future__ import annotations
 
 import subprocess
+from urllib.parse import urlsplit
 
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.ops.conftest import REPO, tool
 
@@ -23,6 +25,20 @@ def _validate(path) -> subprocess.CompletedProcess:
 
 def _compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+def _tag(image: str) -> str | None:
+    """The tag of an image reference (``[registry[:port]/]name[:tag][@digest]``), None without one."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def test_image_tags_are_read_from_the_reference():
+    assert _tag("postgres:16.6-alpine") == "16.6-alpine"
+    assert _tag("registry.example:5000/team/app") is None
+    assert _tag("registry.example:5000/team/app:1.2") == "1.2"
+    assert _tag("app@sha256:" + "0" * 64) is None
 
 
 def test_compose_file_matches_the_compose_specification():
@@ -44,21 +60,23 @@ def test_full_stack_services_are_wired_together():
     app = services["app"]
     assert app["build"]["target"] == "server"
     env = app["environment"]
-    assert "@postgres:5432/" in env["DATABASE_URL"]
-    assert env["S3_ENDPOINT_URL"].startswith("http://s3:")
+    database = make_url(env["DATABASE_URL"])
+    assert (database.get_backend_name(), database.host, database.port) == ("postgresql", "postgres", 5432)
+    s3 = urlsplit(env["S3_ENDPOINT_URL"])
+    assert (s3.scheme, s3.hostname, s3.port) == ("http", "s3", int(services["s3"]["environment"]["MOTO_PORT"]))
     assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name, service in services.items():
         image = service.get("image")
         if image and "build" not in service:
-            assert ":" in image, f"{name}: unpinned image {image}"
-            assert not image.endswith(":latest"), f"{name}: unpinned image {image}"
+            assert "@sha256:" in image or _tag(image) not in (None, "latest"), f"{name}: unpinned image {image}"
 
 
 def test_prometheus_and_grafana_mount_the_repository_configs():
     services = _compose()["services"]
     for name in ("prometheus", "grafana"):
         for volume in services[name]["volumes"]:
-            source = volume.split(":")[0]
+            # Short syntax: SOURCE:TARGET[:MODE]; a bind mount's source is a relative path.
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("./"):
                 assert (REPO / source).exists(), f"{name} mounts missing {source}"
     scrape = yaml.safe_load((REPO / "ops/prometheus/prometheus.yml").read_text())

@@ -6,12 +6,20 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from service.observability.metrics import http as http_metrics
-from tests.ops.conftest import PROMETHEUS_SYNTHETIC, REPO, promql_metric_names, tool
+from tests.ops.conftest import (
+    PROMETHEUS_SYNTHETIC,
+    REPO,
+    promql_call_arguments,
+    promql_comparison,
+    promql_metric_names,
+    tool,
+)
 
 PROM = REPO / "ops" / "prometheus"
 RULES = PROM / "alerts.yml"
@@ -53,16 +61,22 @@ def test_runbook_thresholds_are_in_the_rules():
         "RecordingsHighP99Latency",
         "RecordingsDbPoolSaturated",
     } <= set(rules)
-    assert "> 0.05" in rules["RecordingsHigh5xxRate"]["expr"]
+    _, operator, threshold = promql_comparison(rules["RecordingsHigh5xxRate"]["expr"])
+    assert (operator, threshold) == (">", 0.05)
     assert rules["RecordingsHigh5xxRate"]["for"] == "5m"
-    assert "histogram_quantile(0.99" in rules["RecordingsHighP99Latency"]["expr"]
-    assert "> 0.5" in rules["RecordingsHighP99Latency"]["expr"]
+    latency, operator, threshold = promql_comparison(rules["RecordingsHighP99Latency"]["expr"])
+    assert (operator, threshold) == (">", 0.5)
+    assert latency.startswith("histogram_quantile(")
+    assert [float(arguments[0]) for arguments in promql_call_arguments(latency, "histogram_quantile")] == [0.99]
     assert rules["RecordingsHighP99Latency"]["for"] == "5m"
-    assert "> 0.8" in rules["RecordingsDbPoolSaturated"]["expr"]
+    _, operator, threshold = promql_comparison(rules["RecordingsDbPoolSaturated"]["expr"])
+    assert (operator, threshold) == (">", 0.8)
     assert 0.5 in http_metrics.LATENCY_BUCKETS, "the P99 threshold must be a bucket boundary"
     for rule in rules.values():
         assert rule["labels"]["severity"] in {"page", "warning"}
-        assert rule["annotations"]["runbook_url"].startswith("RUNBOOK.md#")
+        runbook = urlsplit(rule["annotations"]["runbook_url"])
+        assert (runbook.scheme, runbook.path) == ("", "RUNBOOK.md")
+        assert runbook.fragment
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ import argparse
 import re
 import shlex
 import subprocess
+import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
 
 from ops.backup import verify as backup
-from tests.ops.conftest import REPO
+from tests.ops.conftest import REPO, option_values, runs, shell_commands
 
 RUNBOOK = (REPO / "RUNBOOK.md").read_text()
 SECTIONS = [
@@ -35,6 +37,30 @@ def _anchors() -> set[str]:
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         anchors.add(slug)
     return anchors
+
+
+def _code() -> list[str]:
+    """The shell code the runbook gives: fenced code blocks (indented ones too) and inline code."""
+    blocks = re.findall(r"^( *)```[a-z]*\n(.*?)^\1```", RUNBOOK, flags=re.M | re.S)
+    fenced = [textwrap.dedent(block) for _, block in blocks]
+    prose = re.sub(r"^( *)```[a-z]*\n.*?^\1```", "", RUNBOOK, flags=re.M | re.S)
+    return fenced + re.findall(r"`([^`\n]+)`", prose)
+
+
+def _runbook_commands() -> list[list[str]]:
+    """Every command of the runbook's code, as its argv."""
+    commands = []
+    for code in _code():
+        try:
+            commands.extend(shell_commands(code))
+        except ValueError:  # not shell (a JSON snippet, a path with an apostrophe)
+            continue
+    return commands
+
+
+def _invokes(argv: list[str], *words: str) -> bool:
+    """Whether ``words`` run as a command within ``argv`` (also after ``hosts() {`` and the like)."""
+    return any(argv[i : i + len(words)] == list(words) for i in range(len(argv)))
 
 
 def _cli_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -82,7 +108,7 @@ def test_every_cli_command_parses():
 
 
 def _make_targets() -> set[str]:
-    return set(re.findall(r"make (run|test|lint|synth|bench|fmt|migrate)\b", RUNBOOK))
+    return {argv[1] for argv in _runbook_commands() if runs(argv, "make") and len(argv) > 1}
 
 
 @pytest.mark.parametrize("target", ["run", "test", "lint", "synth", "bench"])
@@ -101,29 +127,41 @@ def test_referenced_repository_files_exist():
 
 
 def test_cdk_and_session_manager_not_terraform_and_ssh():
-    lower = RUNBOOK.lower()
-    assert "terraform apply" not in lower
-    assert "terraform plan" not in lower
-    assert "aws ssm start-session" in RUNBOOK
-    assert "aws ssm send-command" in RUNBOOK
-    assert "cdk deploy" in RUNBOOK
-    assert "cdk diff" in RUNBOOK
-    assert not re.search(r"^\s*ssh\s", RUNBOOK, flags=re.M), "no ssh commands"
+    commands = _runbook_commands()
+    names = {Path(argv[0]).name for argv in commands}
+    assert not names & {"terraform", "ssh", "scp"}, "CDK and Session Manager, not Terraform and SSH"
+    assert any(runs(argv, "aws", "ssm", "start-session") for argv in commands)
+    assert any(runs(argv, "aws", "ssm", "send-command") for argv in commands)
+    for action in ("deploy", "diff"):
+        assert any(_invokes(argv, "cdk", action) for argv in commands), f"runbook lacks cdk {action}"
 
 
 def test_restore_of_a_deleted_recording_is_documented_and_exists():
     from service.api.app import create_app
     from service.core.settings import Settings
 
-    assert "POST" in RUNBOOK
-    assert "/v1/recordings/<recording id>/restore" in RUNBOOK
     paths = create_app(Settings(environment="test")).openapi()["paths"]
-    assert "post" in paths["/v1/recordings/{recording_id}/restore"]
+    documented = set()
+    for argv in _runbook_commands():
+        if runs(argv, "curl"):
+            (method,) = option_values(argv, "-X") or ["GET"]
+            urls = [word for word in argv if word.startswith("$SERVICE_URL/")]
+            documented |= {(method.lower(), url.removeprefix("$SERVICE_URL")) for url in urls}
+    restore = ("post", "/v1/recordings/<recording id>/restore")
+    assert restore in documented
+    for method, path in documented:
+        template = re.sub(r"<[^>]+>", "{recording_id}", path.split("?")[0])
+        assert method in paths.get(template, {}), f"RUNBOOK.md calls {method.upper()} {path}: no such route"
 
 
 def test_rollout_and_deploy_commands_in_the_runbook_are_the_scripts_modes():
+    commands = _runbook_commands()
+    # The modes are the arms of the script's `case $1` dispatch.
+    script = (REPO / "ops/deploy/deploy.sh").read_text()
+    (dispatch,) = re.findall(r'^\s*case "?\$1"? in\n(.*?)^\s*esac', script, flags=re.M | re.S)
+    arms = set(re.findall(r"^\s*([a-z-]+)\)", dispatch, flags=re.M))
     for mode in ("deploy", "rollback", "status"):
-        assert f"/opt/recordings/deploy.sh {mode}" in RUNBOOK
-        assert f"\n    {mode})" in (REPO / "ops/deploy/deploy.sh").read_text()
-    assert "rollout.sh deploy" in RUNBOOK
-    assert "rollout.sh hosts" in RUNBOOK
+        assert any(_invokes(argv, "/opt/recordings/deploy.sh", mode) for argv in commands), mode
+        assert mode in arms
+    for mode in ("deploy", "hosts"):
+        assert any(_invokes(argv, "ops/deploy/rollout.sh", mode) for argv in commands), mode

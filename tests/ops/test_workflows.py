@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.ops.conftest import REPO, tool
+from tests.ops.conftest import REPO, option_values, runs, shell_commands, tool
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CI_CD = WORKFLOWS / "ci-cd.yml"
@@ -44,6 +44,11 @@ def test_workflows_match_the_schema():
 
 def _all_steps(workflow: dict) -> list[dict]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def _action(step: dict) -> str | None:
+    """The action a ``uses:`` step runs, without its ref (``actions/checkout``)."""
+    return step["uses"].split("@", 1)[0] if "uses" in step else None
 
 
 def _manifest_directories() -> dict[str, set[str]]:
@@ -175,29 +180,37 @@ def test_workflow_tests_run_against_postgresql_18_and_the_lambda_python():
 def test_pipeline_stages():
     workflow = _load(CI_CD)
     jobs = workflow["jobs"]
-    text = CI_CD.read_text()
     assert {"push", "pull_request"} <= set(workflow["on"])
     assert workflow["permissions"] == {"contents": "read"}
     assert "postgres" in jobs["test"]["services"]
-    assert "make test" in text
-    assert "apt-get install" in text
-    assert "prometheus" in text
-    for command in (
-        "ruff check",
-        "ruff format --check",
-        "bandit",
-        "pip-audit",
-        "make synth",
-        "locust -f ops/locustfile.py",
+    tests = _job_commands(jobs["test"])
+    assert any(runs(argv, "make", "test") for argv in tests)
+    installs = [argv for argv in tests if runs(argv, "apt-get", "install")]
+    packages = {word for argv in installs for word in argv[argv.index("install") + 1 :] if not word.startswith("-")}
+    assert {"prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "pgbouncer"} <= packages
+    for job, command in (
+        ("lint", ("ruff", "check")),
+        ("lint", ("ruff", "format", "--check")),
+        ("security", ("bandit",)),
+        ("security", ("pip-audit",)),
+        ("synth", ("make", "synth")),
+        ("load-smoke", ("locust", "-f", "ops/locustfile.py")),
     ):
-        assert command in text, command
-    assert "--target server" in text
-    assert "--target lambda" in text
-    assert sum(step.get("uses", "").startswith("aquasecurity/trivy-action@") for step in _all_steps(workflow)) == 2
+        assert any(runs(argv, *command) for argv in _job_commands(jobs[job])), f"{job} does not run {command}"
+    builds = [argv for argv in _job_commands(jobs["image"]) if runs(argv, "docker", "buildx", "build")]
+    assert sorted(target for argv in builds for target in option_values(argv, "--target")) == ["lambda", "server"]
+    assert sum(_action(step) == "aquasecurity/trivy-action" for step in _all_steps(workflow)) == 2
 
 
-def _step(steps: list[dict], needle: str) -> int:
-    return next(i for i, step in enumerate(steps) if needle in step.get("run", "") + step.get("name", ""))
+def _job_commands(job: dict, posix: bool = True) -> list[list[str]]:
+    return [argv for step in job.get("steps", []) for argv in shell_commands(step.get("run", ""), posix)]
+
+
+def _step(steps: list[dict], *command: str) -> int:
+    """The index of the first step that runs ``command`` (its argv's first words)."""
+    return next(
+        i for i, step in enumerate(steps) if any(runs(argv, *command) for argv in shell_commands(step.get("run", "")))
+    )
 
 
 def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back_to_the_recorded_digest():
@@ -207,17 +220,24 @@ def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back_to_the_recorded_digest():
     assert deploy["permissions"]["id-token"] == "write"
     assert set(deploy["needs"]) >= {"lint", "test", "security", "synth", "image", "load-smoke"}
     steps = deploy["steps"]
-    creds = next(s for s in steps if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    creds = next(s for s in steps if _action(s) == "aws-actions/configure-aws-credentials")
     assert "role-to-assume" in creds["with"]
-    assert "aws-access-key-id" not in CI_CD.read_text()
-    runs = "\n".join(step.get("run", "") for step in steps)
+    # No stored keys: no step is given an access key, no job or the workflow an access key variable.
+    workflow = _load(CI_CD)
+    for step in _all_steps(workflow):
+        assert not {"aws-access-key-id", "aws-secret-access-key"} & set(step.get("with", {})), step
+    for scope in [workflow, *workflow["jobs"].values(), *_all_steps(workflow)]:
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(scope.get("env", {}))
     assert "docker push" in (REPO / "ops/deploy/release.sh").read_text()
-    assert "npx cdk deploy --all" in runs
-    assert "ops/deploy/rollout.sh deploy" in runs
+    commands = _job_commands(deploy)
+    assert any(runs(argv, "npx", "cdk", "deploy", "--all") for argv in commands)
+    assert any(runs(argv, "ops/deploy/rollout.sh", "deploy") for argv in commands)
     # The previous digest is read before anything is pushed, recorded or rolled out.
-    push = steps[_step(steps, "release.sh push")]
-    assert push["run"].index("release.sh deployed") < push["run"].index("release.sh push")
-    assert "latest" not in push["run"]
+    push = shell_commands(steps[_step(steps, "ops/deploy/release.sh", "push")]["run"])
+    deployed = next(i for i, argv in enumerate(push) if runs(argv, "ops/deploy/release.sh", "deployed"))
+    pushed = next(i for i, argv in enumerate(push) if runs(argv, "ops/deploy/release.sh", "push"))
+    assert deployed < pushed
+    assert not [argv for argv in push if any("latest" in word for word in argv)]
     rollback = steps[-1]
     assert rollback["if"].startswith("failure()")
     assert rollback["env"]["PREVIOUS"] == "${{ steps.push.outputs.previous }}"
@@ -229,16 +249,18 @@ def test_deploy_uses_oidc_ecr_cdk_ssm_and_rolls_back_to_the_recorded_digest():
     rollout_script = (REPO / "ops/deploy/rollout.sh").read_text()
     assert "aws ssm send-command" in rollout_script
     assert "/health/ready" in rollout_script
-    assert "ssh" not in runs.lower()
+    assert not [argv for argv in commands if Path(argv[0]).name in {"ssh", "scp", "sftp"}]
 
 
 def test_a_first_run_creates_the_repository_before_reading_it():
     steps = _load(CI_CD)["jobs"]["deploy"]["steps"]
-    data_stack = _step(steps, 'npx cdk deploy "$STACK_PREFIX-data"')
-    assert data_stack < _step(steps, "release.sh repository")
+    data_stack = _step(steps, "npx", "cdk", "deploy", "$STACK_PREFIX-data")
+    assert data_stack < _step(steps, "ops/deploy/release.sh", "repository")
     # New hosts boot the new digest before cdk deploy may launch any.
-    assert _step(steps, "release.sh record") < _step(steps, "npx cdk deploy --all") < _step(steps, "rollout.sh deploy")
-    assert "describe-stacks" not in "".join(s.get("run", "") for s in steps[:data_stack])
+    record = _step(steps, "ops/deploy/release.sh", "record")
+    assert record < _step(steps, "npx", "cdk", "deploy", "--all") < _step(steps, "ops/deploy/rollout.sh", "deploy")
+    before = [argv for step in steps[:data_stack] for argv in shell_commands(step.get("run", ""))]
+    assert not [argv for argv in before if "describe-stacks" in argv]
 
 
 def test_deploy_job_outlasts_its_worst_case():
@@ -256,12 +278,15 @@ def test_deploy_job_outlasts_its_worst_case():
         env={"PATH": "/usr/bin:/bin"},
     )
     rollout_minutes = int(result.stdout) / 60
-    cdk_minutes = sum(s["timeout-minutes"] for s in deploy["steps"] if "npx cdk deploy" in s.get("run", ""))
+    cdk_steps = [
+        s for s in deploy["steps"] if any(runs(a, "npx", "cdk", "deploy") for a in shell_commands(s.get("run", "")))
+    ]
+    cdk_minutes = sum(s["timeout-minutes"] for s in cdk_steps)
     assert cdk_minutes >= 60
     # A rollout, then the rollback over every host, both cdk deploys and 15 minutes for the rest.
     assert deploy["timeout-minutes"] >= cdk_minutes + 2 * rollout_minutes + 15
     assert deploy["timeout-minutes"] <= 360, "GitHub's limit for a job"
-    creds = next(s for s in deploy["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    creds = next(s for s in deploy["steps"] if _action(s) == "aws-actions/configure-aws-credentials")
     assert creds["with"]["role-duration-seconds"] >= deploy["timeout-minutes"] * 60
 
 
@@ -270,7 +295,8 @@ def test_every_run_step_fails_on_a_failed_pipe(tmp_path):
     for path in (CI_CD, MAINTENANCE):
         workflow = _load(path)
         assert workflow["defaults"]["run"]["shell"] == "bash", f"{path.name}: steps run without pipefail"
-    step = next(s for s in _load(MAINTENANCE)["jobs"]["cdk-diff"]["steps"] if "cdk diff" in s.get("run", ""))
+    steps = _load(MAINTENANCE)["jobs"]["cdk-diff"]["steps"]
+    step = steps[_step(steps, "npx", "cdk", "diff")]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "npx").write_text("#!/bin/sh\necho 'Stack Recordings-prod-data: 1 difference'\nexit 1\n")
@@ -294,9 +320,11 @@ def test_every_run_step_fails_on_a_failed_pipe(tmp_path):
 def test_scheduled_maintenance_runs_drift_detection_and_cdk_diff():
     workflow = _load(MAINTENANCE)
     assert workflow["on"]["schedule"][0]["cron"]
-    text = MAINTENANCE.read_text()
-    assert "ops/maintenance/drift-check.sh" in text
-    assert "cdk diff" in text
+    jobs = workflow["jobs"]
+    assert any(runs(argv, "ops/maintenance/drift-check.sh") for argv in _job_commands(jobs["drift"]))
+    diff = [argv for argv in _job_commands(jobs["cdk-diff"]) if runs(argv, "npx", "cdk", "diff")]
+    assert diff
+    assert "--fail" in diff[0]
     script = (REPO / "ops/maintenance/drift-check.sh").read_text()
     assert "detect-stack-drift" in script
     result = subprocess.run(
@@ -323,8 +351,16 @@ def test_every_cdk_deploy_passes_the_profile_context_from_the_repository():
     every deploy step hands the repository variable to cdk as context."""
     deploy = _load(CI_CD)["jobs"]["deploy"]
     assert deploy["env"]["CDK_PROFILE_CONTEXT"] == "${{ vars.CDK_PROFILE_CONTEXT }}"
-    steps = [s["run"] for s in deploy["steps"] if "npx cdk deploy" in s.get("run", "")]
-    assert len(steps) == 2
-    for run in steps:
-        assert 'read -ra profile_context <<< "${CDK_PROFILE_CONTEXT:-}"' in run
-        assert '"${profile_context[@]}"' in run.split("npx cdk deploy", 1)[1]
+    scripts = [
+        s["run"]
+        for s in deploy["steps"]
+        if any(runs(a, "npx", "cdk", "deploy") for a in shell_commands(s.get("run", "")))
+    ]
+    assert len(scripts) == 2
+    for run in scripts:
+        # Words as the shell reads them, quotes kept: the array expands quoted, element by element.
+        commands = shell_commands(run, posix=False)
+        read = commands.index(["read", "-ra", "profile_context", "<<<", '"${CDK_PROFILE_CONTEXT:-}"'])
+        deploy_command = next(i for i, argv in enumerate(commands) if runs(argv, "npx", "cdk", "deploy"))
+        assert read < deploy_command
+        assert '"${profile_context[@]}"' in commands[deploy_command]

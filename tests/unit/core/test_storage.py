@@ -1,6 +1,7 @@
 """S3 failures: only what a retry can fix is a 503 with Retry-After; S3 refusing the service
 (permissions, bucket, credentials) is a 500 with a generic body, logged with the operation, the
-IAM action and the resource, and counted for the alarm."""
+IAM action and the resource, and counted for the alarm. (How the API answers them:
+tests/unit/web/test_errors.py.)"""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.stub import Stubber
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from service.core.storage import Storage, StorageRejected, StorageUnavailable, is_retryable
-from service.web.errors import install_error_handlers
+
+# The Prometheus listener counts what the storage layer signals (subscribed on import).
+from service.observability.metrics import domain  # noqa: F401
 
 BUCKET = "recordings-test"
 
@@ -146,48 +147,3 @@ def test_rejected_parts_and_missing_uploads_stay_with_the_caller(stubbed) -> Non
     stubber.add_client_error("abort_multipart_upload", "AccessDenied", "", 403)
     with pytest.raises(StorageRejected):
         storage.abort_multipart(key="t/k", upload_id="u")
-
-
-@pytest.fixture
-def api():
-    app = FastAPI()
-    install_error_handlers(app)
-    failures = {
-        "denied": client_error("AccessDenied", 403, "ListObjectVersions"),
-        "throttled": client_error("SlowDown", 503, "HeadObject"),
-        "no-credentials": NoCredentialsError(),
-        "unreachable": EndpointConnectionError(endpoint_url="https://s3"),
-        "rejected": StorageRejected(),
-    }
-
-    @app.get("/fail/{how}")
-    def fail(how: str):
-        raise failures[how]
-
-    return TestClient(app, raise_server_exceptions=False)
-
-
-@pytest.mark.parametrize(
-    ("how", "status"),
-    [("denied", 500), ("no-credentials", 500), ("rejected", 500), ("throttled", 503), ("unreachable", 503)],
-)
-def test_answers(api, how, status) -> None:
-    response = api.get(f"/fail/{how}")
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    if status == 503:
-        assert body["type"] == "/problems/storage-unavailable"
-        assert int(response.headers["retry-after"]) > 0
-    else:
-        assert body["type"] == "/problems/internal-error"
-        assert body["detail"] == "An internal error occurred."
-        assert "retry-after" not in response.headers
-
-
-def test_an_escaped_refusal_is_logged_and_counted(api, caplog) -> None:
-    before = _rejected("ListObjectVersions")
-    with caplog.at_level(logging.ERROR, logger="service.core.storage"):
-        api.get("/fail/denied")
-    assert "s3:ListBucketVersions" in caplog.records[-1].getMessage()
-    assert _rejected("ListObjectVersions") == before + 1
