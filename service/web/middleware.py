@@ -17,6 +17,9 @@ SECURITY_HEADERS = [
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -75,6 +78,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared: int | None = None
+        chunked = False
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -84,6 +89,13 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await self._reject(scope, receive, send)
                     return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and (declared is not None or scope["method"] not in _BODY_METHODS):
+            # A body of a declared length within the limit (the HTTP server reads exactly that
+            # many bytes), or no body at all: only a body of unknown length is counted as it streams.
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 
