@@ -191,6 +191,8 @@ def test_pipeline_stages():
     for job, command in (
         ("lint", ("ruff", "check")),
         ("lint", ("ruff", "format", "--check")),
+        ("lint", ("mypy",)),
+        ("lint", ("lint-imports",)),
         ("security", ("bandit",)),
         ("security", ("pip-audit",)),
         ("synth", ("make", "synth")),
