@@ -3,11 +3,10 @@ path), and how GatewayRootPath hands it to the app as the ASGI ``root_path``."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from handlers.gateway import GatewayRootPath, _rest_stage, gateway_prefix
+from tests.unit.conftest import run_async
 
 EXECUTE_API = "abc123.execute-api.eu-west-1.amazonaws.com"
 
@@ -95,7 +94,7 @@ def call(app: GatewayRootPath, scope: dict) -> dict:
     async def send(message: dict) -> None:
         pass
 
-    asyncio.run(app(scope, receive, send))
+    run_async(app(scope, receive, send))
     return app.app.scopes[-1]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from service.web.middleware import BodyLimitMiddleware
+from tests.unit.conftest import run_async
 
 LIMIT = 10
 
@@ -38,7 +38,7 @@ def _run(method: str, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": "/v1/recordings", "headers": headers}
-    asyncio.run(BodyLimitMiddleware(app, max_bytes=LIMIT)(scope, receive, send))
+    run_async(BodyLimitMiddleware(app, max_bytes=LIMIT)(scope, receive, send))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], json.loads(body), read
 
