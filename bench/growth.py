@@ -44,10 +44,13 @@ def measure(ctx: Context, rounds: int = 7, samples: int = 60) -> dict[str, Measu
                 dict(key),
             )
             large.execute(text(INSERT_ROWS), {"owner": ctx.tenant, "n": len(ctx.ids)})
+            # Longer than the statement timeout the migration sets on the database.
+            large.execute(text("SET LOCAL statement_timeout = 0"))
             large.execute(text(BULK_ROWS))
             total = large.execute(text("SELECT count(*) FROM recordings")).scalar()
         for engine in (small_engine, large_engine):
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("SET statement_timeout = 0"))
                 connection.execute(text("VACUUM ANALYZE recordings"))
                 connection.execute(text("CHECKPOINT"))
             engine.dispose()
