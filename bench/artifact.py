@@ -32,23 +32,11 @@ def packages_dir() -> Path:
     if not (cache / ".complete").exists():
         shutil.rmtree(cache, ignore_errors=True)
         print(f"  installing requirements.txt into {cache} (once)", flush=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-cache-dir",
-                "--no-compile",
-                "--target",
-                str(cache),
-                "-r",
-                str(ROOT / "requirements.txt"),
-            ],
-            check=True,
-        )
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir"]
+        requirements = ["--no-compile", "--target", str(cache), "-r", str(ROOT / "requirements.txt")]
+        done = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"pip install --target failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         (cache / ".complete").touch()
     return cache
 

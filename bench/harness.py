@@ -272,14 +272,23 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
         log.close()
 
 
-def app_server(env: dict[str, str], port: int, *, workers: int = 1, cpus: str | None = None):
-    """``python -m service serve`` with production settings, optionally pinned to ``cpus``."""
+@contextmanager
+def app_server(
+    env: dict[str, str], port: int, *, workers: int = 1, cpus: str | None = None
+) -> Iterator[subprocess.Popen]:
+    """``python -m service serve`` with production settings, optionally pinned to ``cpus``;
+    several workers share their metrics through a multiprocess directory, as in the image."""
     pin = ["taskset", "-c", cpus] if cpus else []
-    env = dict(env)
-    if workers > 1:
-        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-prometheus-")
     command = [*pin, sys.executable, *SERVE_ARGS, "--port", str(port), "--workers", str(workers)]
-    return server(command, env, port)
+    if workers == 1:
+        with server(command, env, port) as process:
+            yield process
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-prometheus-") as metrics,
+        server(command, {**env, "PROMETHEUS_MULTIPROC_DIR": metrics}, port) as process,
+    ):
+        yield process
 
 
 def baseline_server(env: dict[str, str], port: int):
