@@ -33,8 +33,8 @@ def packages_dir() -> Path:
         shutil.rmtree(cache, ignore_errors=True)
         print(f"  installing requirements.txt into {cache} (once)", flush=True)
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir"]
-        requirements = ["--no-compile", "--target", str(cache), "-r", str(ROOT / "requirements.txt")]
-        done = subprocess.run([*pip, *requirements], capture_output=True, text=True)
+        target = ["--no-compile", "--target", str(cache), "-r", str(ROOT / "requirements.txt")]
+        done = subprocess.run([*pip, *target], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"pip install --target failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         (cache / ".complete").touch()
