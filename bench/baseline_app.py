@@ -87,7 +87,11 @@ def _new_s3():
 
 @contextmanager
 def connection():
+    # Autocommit, as the service runs its single statements: one round trip each, no BEGIN and
+    # COMMIT around them. A change of several statements opens its transaction itself.
     conn = pool().getconn()
+    if not conn.autocommit:
+        conn.autocommit = True
     try:
         yield conn
     finally:
@@ -174,7 +178,6 @@ def create(body: Create) -> Response:
     )
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(f"INSERT INTO recordings ({COLUMNS}) VALUES ({', '.join(['%s'] * 20)})", row)  # noqa: S608
-        conn.commit()
     post = s3().generate_presigned_post(
         os.environ["S3_BUCKET"],
         key,
@@ -204,7 +207,6 @@ def list_page(limit: int = Query(50, ge=1, le=200)) -> Response:
             (TENANT, limit + 1),
         )
         rows = cursor.fetchall()
-        conn.commit()
     cursor_out = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -218,7 +220,6 @@ def get(recording_id: uuid.UUID) -> Response:
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(f"SELECT {COLUMNS} FROM recordings WHERE id = %s", (recording_id,))  # noqa: S608
         row = cursor.fetchone()
-        conn.commit()
     if row is None:
         raise HTTPException(404)
     return Response(json.dumps(_row_json(row)), media_type="application/json")
@@ -238,6 +239,7 @@ MARK_FAILED = (
 def complete(recording_id: uuid.UUID) -> Response:
     """Verify a single upload: the row locked, HeadObject, then the conditional UPDATE."""
     with connection() as conn, conn.cursor() as cursor:
+        cursor.execute("BEGIN")
         try:
             cursor.execute(
                 f"SELECT {COLUMNS} FROM recordings WHERE id = %s AND owner = %s FOR UPDATE",  # noqa: S608
@@ -260,9 +262,9 @@ def complete(recording_id: uuid.UUID) -> Response:
                 else:
                     cursor.execute(MARK_FAILED, (now, recording_id))
                 row = cursor.fetchone() or row
-            conn.commit()
+            cursor.execute("COMMIT")
         except BaseException:
-            conn.rollback()
+            cursor.execute("ROLLBACK")
             raise
     if row[13] != "available":
         raise HTTPException(409)
@@ -285,7 +287,6 @@ def uppy_params(filename: str, type: str = "") -> Response:
             "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'POST', 'pending', '{}', %s, %s)",
             (rid, TENANT, filename, content_type, key, now, now),
         )
-        conn.commit()
     post = s3().generate_presigned_post(
         os.environ["S3_BUCKET"],
         key,
@@ -310,7 +311,6 @@ def uppy_sign_part(upload_id: str, part_number: int, key: str) -> Response:
             (key, TENANT),
         )
         row = cursor.fetchone()
-        conn.commit()
     if row is None or (row[10] is not None and row[10] != upload_id):
         raise HTTPException(404)
     url = s3().generate_presigned_url(

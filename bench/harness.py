@@ -154,10 +154,6 @@ class Context:
     quick: bool
     tenant: str = "bench"
 
-    @property
-    def dsn(self) -> str:
-        return libpq_dsn(self.database_url)
-
     def app_env(self, database_url: str | None = None) -> dict[str, str]:
         return app_env(database_url or self.database_url, self.s3_endpoint, self.bucket)
 
