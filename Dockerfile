@@ -8,9 +8,11 @@
 FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /tmp/requirements.txt
+# Byte-compiled here, once, in unchecked-hash mode (see the lambda stage): the non-root user
+# cannot write .pyc files at run time.
 RUN python -m venv /opt/venv \
-    # Byte-compiled at build time: the non-root user cannot write .pyc files at run time.
-    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --no-compile -r /tmp/requirements.txt \
+    && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 # ---- dbca: the CA bundle for sslmode=verify-full to the database ----
 # RDS instances present certificates of the RDS CAs (AWS's global bundle); RDS Proxy presents an
@@ -43,7 +45,10 @@ WORKDIR /app
 COPY --chown=root:root service/ service/
 COPY --chown=root:root migrations/ migrations/
 COPY --chown=root:root alembic.ini ./
-RUN python -m compileall -q service migrations
+# The backup verifier (`python -m ops.backup`), run from an app host (RUNBOOK.md).
+COPY --chown=root:root ops/__init__.py ops/
+COPY --chown=root:root ops/backup/ ops/backup/
+RUN python -m compileall -q --invalidation-mode unchecked-hash service migrations ops/__init__.py ops/backup
 USER 10001:10001
 EXPOSE 8000
 # uvicorn finishes in-flight requests on SIGTERM (timeout_graceful_shutdown in `serve`); give
@@ -56,7 +61,7 @@ CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0"]
 
 # ---- lambda: the same code behind Mangum (handlers/api.py) ----
 FROM public.ecr.aws/lambda/python:3.12 AS lambda
-ENV RUNTIME=lambda PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV RUNTIME=lambda PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir --no-compile -r /tmp/requirements.txt --target "${LAMBDA_TASK_ROOT}" \
     && rm /tmp/requirements.txt
@@ -64,5 +69,14 @@ COPY service/ ${LAMBDA_TASK_ROOT}/service/
 COPY handlers/ ${LAMBDA_TASK_ROOT}/handlers/
 COPY migrations/ ${LAMBDA_TASK_ROOT}/migrations/
 COPY alembic.ini ${LAMBDA_TASK_ROOT}/
+# Bytecode for the app and its libraries, compiled once at build time by the runtime's own
+# python: /var/task is read-only in Lambda, so without it every cold start compiles every module
+# it imports. unchecked-hash: the .pyc is used without looking at the source's mtime, which COPY,
+# a rebuilt layer or a timestamp-rewriting export may change (a timestamp .pyc would then be stale
+# and silently ignored); the image never changes its sources, so there is nothing to check.
+# .dockerignore keeps the host's own .pyc files out of the context.
+RUN python -m compileall -q -j 0 --invalidation-mode unchecked-hash "${LAMBDA_TASK_ROOT}"
+# Nothing left to compile at run time, and nowhere to write it.
+ENV PYTHONDONTWRITEBYTECODE=1
 COPY --from=dbca /opt/recordings/db-ca-bundle.pem /opt/recordings/db-ca-bundle.pem
 CMD ["handlers.api.handler"]

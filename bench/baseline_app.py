@@ -1,8 +1,9 @@
-"""The baseline: what a hand-rolled FastAPI app would do for the same two routes.
+"""The baseline: what a hand-rolled FastAPI app would do for the routes the benchmarks load.
 
 Same database and table, same driver (psycopg2, a plain connection pool), same durability (one
-committed INSERT), one ``generate_presigned_post`` on a cached client, and the same response
-shape and size as the service. No framework of ours: no settings, auth, middleware or metrics.
+committed transaction per change), an S3 client configured as the service's (one, cached), and
+the same response shape and size as the service. No framework of ours: no settings, auth,
+middleware or metrics; the tenant is BASELINE_TENANT.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import boto3
 import psycopg2.extras
 import psycopg2.pool
 from botocore.config import Config
-from fastapi import FastAPI, HTTPException, Response
+from botocore.exceptions import ClientError
+from fastapi import FastAPI, HTTPException, Query, Response
 from pydantic import BaseModel
 
 psycopg2.extras.register_uuid()
 app = FastAPI()
+TENANT = os.environ.get("BASELINE_TENANT", "bench")
+EXPIRES = int(os.environ.get("BASELINE_PRESIGN_EXPIRES", "900"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Create(BaseModel):
@@ -64,17 +69,29 @@ def s3():
 
 
 def _new_s3():
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ["S3_ENDPOINT_URL"],
+    # The service's client configuration (service/core/storage.py), values from the harness.
+    config = Config(
+        signature_version="s3v4",
         region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        connect_timeout=float(os.environ.get("BASELINE_S3_CONNECT_TIMEOUT", "2")),
+        read_timeout=float(os.environ.get("BASELINE_S3_READ_TIMEOUT", "10")),
+        retries={"max_attempts": int(os.environ.get("BASELINE_S3_MAX_ATTEMPTS", "3")), "mode": "standard"},
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=os.environ["S3_ENDPOINT_URL"], region_name="us-east-1", config=config
     )
 
 
 @contextmanager
 def connection():
+    # Autocommit, as the service runs its single statements: one round trip each, no BEGIN and
+    # COMMIT around them. A change of several statements opens its transaction itself.
     conn = pool().getconn()
+    if not conn.autocommit:
+        conn.autocommit = True
     try:
         yield conn
     finally:
@@ -135,11 +152,11 @@ def _row_json(row: tuple) -> dict:
 @app.post("/v1/recordings", status_code=201)
 def create(body: Create) -> Response:
     rid = uuid.uuid4()
-    key = f"bench/{rid}"
+    key = f"{TENANT}/{rid}"
     now = datetime.now(UTC)
     row = (
         rid,
-        "bench",
+        TENANT,
         body.title,
         body.filename,
         body.content_type,
@@ -161,13 +178,12 @@ def create(body: Create) -> Response:
     )
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(f"INSERT INTO recordings ({COLUMNS}) VALUES ({', '.join(['%s'] * 20)})", row)  # noqa: S608
-        conn.commit()
     post = s3().generate_presigned_post(
         os.environ["S3_BUCKET"],
         key,
         Fields={"Content-Type": body.content_type},
         Conditions=[{"Content-Type": body.content_type}, ["content-length-range", body.size_bytes, body.size_bytes]],
-        ExpiresIn=900,
+        ExpiresIn=EXPIRES,
     )
     payload = {
         "recording": _row_json((*row[:14], body.metadata, *row[15:])),
@@ -175,10 +191,28 @@ def create(body: Create) -> Response:
             "method": "POST",
             "url": post["url"],
             "fields": post["fields"],
-            "expires_at": (now + timedelta(seconds=900)).isoformat(),
+            "expires_at": (now + timedelta(seconds=EXPIRES)).isoformat(),
         },
     }
     return Response(json.dumps(payload), status_code=201, media_type="application/json")
+
+
+@app.get("/v1/recordings")
+def list_page(limit: int = Query(50, ge=1, le=200)) -> Response:
+    """The tenant's newest recordings, keyset-ordered as the service's list."""
+    with connection() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {COLUMNS} FROM recordings WHERE owner = %s AND status <> 'deleted' "  # noqa: S608
+            "ORDER BY created_at DESC, id DESC LIMIT %s",
+            (TENANT, limit + 1),
+        )
+        rows = cursor.fetchall()
+    cursor_out = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        cursor_out = f"{(last[16] - _EPOCH) // timedelta(microseconds=1)}.{last[0].hex}"
+    page = {"items": [_row_json(row) for row in rows[:limit]], "next_cursor": cursor_out}
+    return Response(json.dumps(page), media_type="application/json")
 
 
 @app.get("/v1/recordings/{recording_id}")
@@ -186,7 +220,102 @@ def get(recording_id: uuid.UUID) -> Response:
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(f"SELECT {COLUMNS} FROM recordings WHERE id = %s", (recording_id,))  # noqa: S608
         row = cursor.fetchone()
-        conn.commit()
     if row is None:
         raise HTTPException(404)
     return Response(json.dumps(_row_json(row)), media_type="application/json")
+
+
+MARK_AVAILABLE = (
+    "UPDATE recordings SET status = 'available', s3_version_id = %s, completed_at = %s, size_bytes = %s, "  # noqa: S608
+    f"updated_at = %s, upload_id = NULL WHERE id = %s AND status = 'pending' RETURNING {COLUMNS}"
+)
+MARK_FAILED = (
+    "UPDATE recordings SET status = 'failed', failure_reason = 'verification failed', updated_at = %s, "  # noqa: S608
+    f"upload_id = NULL WHERE id = %s AND status = 'pending' RETURNING {COLUMNS}"
+)
+
+
+@app.post("/v1/recordings/{recording_id}/complete")
+def complete(recording_id: uuid.UUID) -> Response:
+    """Verify a single upload: the row locked, HeadObject, then the conditional UPDATE."""
+    with connection() as conn, conn.cursor() as cursor:
+        cursor.execute("BEGIN")
+        try:
+            cursor.execute(
+                f"SELECT {COLUMNS} FROM recordings WHERE id = %s AND owner = %s FOR UPDATE",  # noqa: S608
+                (recording_id, TENANT),
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise HTTPException(404)
+            if row[13] == "pending":
+                try:
+                    head = s3().head_object(Bucket=os.environ["S3_BUCKET"], Key=row[7], ChecksumMode="ENABLED")
+                except ClientError:
+                    head = None
+                ok = head is not None and head["ContentLength"] == row[5] and head.get("ContentType") == row[4]
+                now = datetime.now(UTC)
+                if ok:
+                    cursor.execute(
+                        MARK_AVAILABLE, (head.get("VersionId"), now, head["ContentLength"], now, recording_id)
+                    )
+                else:
+                    cursor.execute(MARK_FAILED, (now, recording_id))
+                row = cursor.fetchone() or row
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+    if row[13] != "available":
+        raise HTTPException(409)
+    return Response(json.dumps(_row_json(row)), media_type="application/json")
+
+
+# Companion-style S3 signing (Uppy) ----------------------------------------------------------------
+
+
+@app.get("/v1/s3/params")
+def uppy_params(filename: str, type: str = "") -> Response:
+    """A pending recording of undeclared size and a presigned POST for 1 byte up to the limit."""
+    rid = uuid.uuid4()
+    key = f"{TENANT}/{rid}"
+    now = datetime.now(UTC)
+    content_type = type or "application/octet-stream"
+    with connection() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO recordings (id, owner, filename, content_type, s3_key, upload_method, status, metadata, "
+            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'POST', 'pending', '{}', %s, %s)",
+            (rid, TENANT, filename, content_type, key, now, now),
+        )
+    post = s3().generate_presigned_post(
+        os.environ["S3_BUCKET"],
+        key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            {"Content-Type": content_type},
+            ["content-length-range", 1, int(os.environ.get("BASELINE_MAX_UPLOAD_BYTES", str(5 * 1024**3)))],
+        ],
+        ExpiresIn=EXPIRES,
+    )
+    url = post["url"] if post["url"].endswith("/") else post["url"] + "/"
+    payload = {"method": "POST", "url": url, "fields": post["fields"], "expires": EXPIRES}
+    return Response(json.dumps(payload), media_type="application/json")
+
+
+@app.get("/v1/s3/multipart/{upload_id}/{part_number}")
+def uppy_sign_part(upload_id: str, part_number: int, key: str) -> Response:
+    """The tenant's open upload behind ``key`` (its row), then one presigned UploadPart URL."""
+    with connection() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {COLUMNS} FROM recordings WHERE s3_key = %s AND owner = %s LIMIT 1",  # noqa: S608
+            (key, TENANT),
+        )
+        row = cursor.fetchone()
+    if row is None or (row[10] is not None and row[10] != upload_id):
+        raise HTTPException(404)
+    url = s3().generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": os.environ["S3_BUCKET"], "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+        ExpiresIn=EXPIRES,
+    )
+    return Response(json.dumps({"url": url, "expires": EXPIRES}), media_type="application/json")

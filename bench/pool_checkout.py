@@ -8,7 +8,8 @@ ratio of the first:
 * ``socket check``: the service's checkout listener (one ``poll()`` on the socket),
 * ``pre-ping``: SQLAlchemy's ``pool_pre_ping`` (a ``SELECT 1`` round trip per checkout).
 
-Run: ``python -m bench.pool_checkout`` (PostgreSQL from BENCH_DATABASE_URL, as bench/run.py).
+Run: ``python -m bench.pool_checkout`` (PostgreSQL from BENCH_DATABASE_URL, as bench/run.py; it
+times service/core/db.py itself, so it imports that module directly).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 from sqlalchemy import create_engine, text
 
-from bench.run import bench_database
+from bench.harness import scratch_database
 from service.core import db
 
 ROUNDS = 5
@@ -44,7 +45,7 @@ def _cycle_seconds(engine) -> tuple[float, float]:
 
 
 def main() -> int:
-    with bench_database() as url:
+    with scratch_database() as url:
         variants = {
             "unchecked": _engine(url, check=False, pre_ping=False),
             "socket check": _engine(url, check=True, pre_ping=False),

@@ -34,6 +34,14 @@ class Stage:
                 values[key] = re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), value)
         return values
 
+    def commands(self) -> list[list[str]]:
+        """Each command of the stage's RUN instructions (shell form, split at ``&&``), as words."""
+        return [shlex.split(part) for args in self.all("RUN") for part in args.split("&&") if part.strip()]
+
+    def compileall(self) -> list[list[str]]:
+        """The stage's ``python -m compileall`` commands."""
+        return [words for words in self.commands() if words[:3] == ["python", "-m", "compileall"]]
+
     @property
     def cmd(self) -> list[str]:
         raw = self.last("CMD")

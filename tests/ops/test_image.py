@@ -57,7 +57,15 @@ def test_dockerignore_whitelists_only_what_the_image_copies():
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*", "the context must start from nothing"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"requirements.txt", "service", "handlers", "migrations", "alembic.ini"}
+    assert allowed == {
+        "requirements.txt",
+        "service",
+        "handlers",
+        "migrations",
+        "alembic.ini",
+        "ops/__init__.py",
+        "ops/backup",
+    }
     copied = {
         args.split()[-2].rstrip("/")
         for stage in dockerfile.parse(DOCKERFILE).values()
@@ -206,3 +214,86 @@ def test_both_images_ship_the_database_ca_bundle_the_stacks_point_at(stages):
     for name in ("server", "lambda"):
         copies = [args.split() for args in stages[name].all("COPY")]
         assert ["--from=dbca", DB_CA_BUNDLE, DB_CA_BUNDLE] in copies, name
+
+
+def _index(stage: dockerfile.Stage, predicate) -> list[int]:
+    return [i for i, (key, args) in enumerate(stage.instructions) if predicate(key, args)]
+
+
+def test_images_compile_their_code_and_libraries_at_build_time(stages):
+    """Bytecode is built into both images, after the last file it covers arrives, in one
+    invalidation mode that does not depend on file times (unchecked-hash), and pip compiles
+    nothing itself: compileall skips a file whose .pyc matches its mtime, so pip's timestamp
+    .pyc files would stay."""
+    lam = stages["lambda"]
+    (compile_lambda,) = lam.compileall()
+    assert compile_lambda[compile_lambda.index("--invalidation-mode") + 1] == "unchecked-hash"
+    assert "${LAMBDA_TASK_ROOT}" in compile_lambda, compile_lambda
+    (pip,) = [words for words in lam.commands() if words[:2] == ["pip", "install"]]
+    assert pip[pip.index("--target") + 1] == "${LAMBDA_TASK_ROOT}"
+    assert "--no-compile" in pip or "-f" in compile_lambda
+    compile_at = _index(lam, lambda key, args: key == "RUN" and "compileall" in args)[0]
+    assert compile_at > max(_index(lam, lambda key, args: key == "RUN" and "pip install" in args))
+    copies = _index(lam, lambda key, args: key == "COPY" and "${LAMBDA_TASK_ROOT}" in args)
+    assert copies
+    assert compile_at > max(copies), "code copied after the compile step would run uncompiled"
+    # At run time nothing is left to compile and /var/task is read-only.
+    assert lam.env.get("PYTHONDONTWRITEBYTECODE") == "1"
+
+    server, deps = stages["server"], stages["deps"]
+    (compile_server,) = server.compileall()
+    assert compile_server[compile_server.index("--invalidation-mode") + 1] == "unchecked-hash"
+    copied = {
+        args.split()[-2].rstrip("/") for key, args in server.instructions if key == "COPY" and "--from" not in args
+    }
+    packages = {path for path in copied if (REPO / path).is_dir()}
+    assert packages
+    assert packages <= set(compile_server), f"{packages} not all compiled by {compile_server}"
+    assert max(_index(server, lambda key, args: key == "COPY")) < _index(server, lambda k, a: "compileall" in a)[0]
+    (compile_deps,) = deps.compileall()
+    assert compile_deps[compile_deps.index("--invalidation-mode") + 1] == "unchecked-hash"
+    assert "/opt/venv/lib" in compile_deps
+    (deps_pip,) = [words for words in deps.commands() if words[1:3] == ["install", "--no-cache-dir"]]
+    assert "--no-compile" in deps_pip or "-f" in compile_deps
+    assert ["--from=deps", "/opt/venv", "/opt/venv"] in [args.split() for args in server.all("COPY")]
+
+
+def test_lambda_compile_step_as_written_gives_bytecode_used_without_its_source(stages, tmp_path):
+    """The lambda stage's compile command, run as written on a copy of the handlers package
+    and a probe module: every module gets a .pyc of this interpreter, and a read-only import
+    with the sources' mtimes and contents changed afterwards (as a COPY may change times) still
+    loads the bytecode, never compiling."""
+    import shutil
+
+    root = tmp_path / "task"
+    shutil.copytree(REPO / "handlers", root / "handlers", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "probe.py").write_text("VALUE = 'compiled'\n")
+    (command,) = stages["lambda"].compileall()
+    words = [str(VENV_BIN / "python"), *(w.replace("${LAMBDA_TASK_ROOT}", str(root)) for w in command[1:])]
+    subprocess.run(words, check=True, timeout=120)
+
+    import importlib.util
+
+    for source in root.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        assert cached.exists(), f"no bytecode for {source}"
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{cached}: flags {flags:#b}, not unchecked-hash"
+
+    (root / "probe.py").write_text("VALUE = 'source'\n")
+    os.utime(root / "probe.py", (1_000_000_000, 1_000_000_000))
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(
+            [str(VENV_BIN / "python"), "-c", "import probe; print(probe.VALUE)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.stdout.strip() == "compiled", done.stdout + done.stderr
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
