@@ -2,30 +2,47 @@
 
 Same database and table, same driver (psycopg2, a plain connection pool), same durability (one
 committed transaction per change), an S3 client configured as the service's (one, cached), and
-the same response shape and size as the service. No framework of ours: no settings, auth,
-middleware or metrics; the tenant is BASELINE_TENANT.
+the same response shape and size as the service. No framework of ours: no settings, middleware
+or metrics. The caller is authenticated as the service does for a key it has seen: one FastAPI
+dependency that looks the bearer token's SHA-256 up in memory (BASELINE_TOKEN, the tenant
+BASELINE_TENANT); reads are scoped to that tenant.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import boto3
 import psycopg2.extras
 import psycopg2.pool
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 psycopg2.extras.register_uuid()
 app = FastAPI()
 TENANT = os.environ.get("BASELINE_TENANT", "bench")
+_KNOWN = {hashlib.sha256(os.environ.get("BASELINE_TOKEN", "").encode()).hexdigest(): TENANT}
+
+
+async def caller(request: Request) -> str:
+    """The caller's tenant, from the bearer token (401 for any other)."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    tenant = _KNOWN.get(hashlib.sha256(token.encode()).hexdigest()) if scheme.lower() == "bearer" else None
+    if tenant is None:
+        raise HTTPException(401)
+    return tenant
+
+
+Caller = Annotated[str, Depends(caller)]
 EXPIRES = int(os.environ.get("BASELINE_PRESIGN_EXPIRES", "900"))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,17 +58,19 @@ class Create(BaseModel):
 
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_lock = threading.Lock()
+_KEPT_CONNECTIONS = int(os.environ.get("DB_POOL_SIZE") or os.environ["BASELINE_DEFAULT_POOL_SIZE"])
 
 
 def pool() -> psycopg2.pool.ThreadedConnectionPool:
-    # Keeps 10 connections open, like the service's pool; allows one per threadpool thread (40)
-    # so that it never fails a request for want of a connection.
+    # Keeps as many connections open as the service's pool (DB_POOL_SIZE, its default when
+    # unset); allows one per threadpool thread (40) so that it never fails a request for want of
+    # a connection.
     # Created once under a lock: the first requests arrive on several threadpool threads at once.
     global _pool
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = psycopg2.pool.ThreadedConnectionPool(10, 40, os.environ["BASELINE_DSN"])
+                _pool = psycopg2.pool.ThreadedConnectionPool(_KEPT_CONNECTIONS, 40, os.environ["BASELINE_DSN"])
     return _pool
 
 
@@ -150,13 +169,13 @@ def _row_json(row: tuple) -> dict:
 
 
 @app.post("/v1/recordings", status_code=201)
-def create(body: Create) -> Response:
+def create(body: Create, tenant: Caller) -> Response:
     rid = uuid.uuid4()
-    key = f"{TENANT}/{rid}"
+    key = f"{tenant}/{rid}"
     now = datetime.now(UTC)
     row = (
         rid,
-        TENANT,
+        tenant,
         body.title,
         body.filename,
         body.content_type,
@@ -198,13 +217,13 @@ def create(body: Create) -> Response:
 
 
 @app.get("/v1/recordings")
-def list_page(limit: int = Query(50, ge=1, le=200)) -> Response:
+def list_page(tenant: Caller, limit: int = Query(50, ge=1, le=200)) -> Response:
     """The tenant's newest recordings, keyset-ordered as the service's list."""
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(
             f"SELECT {COLUMNS} FROM recordings WHERE owner = %s AND status <> 'deleted' "  # noqa: S608
             "ORDER BY created_at DESC, id DESC LIMIT %s",
-            (TENANT, limit + 1),
+            (tenant, limit + 1),
         )
         rows = cursor.fetchall()
     cursor_out = None
@@ -216,9 +235,9 @@ def list_page(limit: int = Query(50, ge=1, le=200)) -> Response:
 
 
 @app.get("/v1/recordings/{recording_id}")
-def get(recording_id: uuid.UUID) -> Response:
+def get(recording_id: uuid.UUID, tenant: Caller) -> Response:
     with connection() as conn, conn.cursor() as cursor:
-        cursor.execute(f"SELECT {COLUMNS} FROM recordings WHERE id = %s", (recording_id,))  # noqa: S608
+        cursor.execute(f"SELECT {COLUMNS} FROM recordings WHERE id = %s AND owner = %s", (recording_id, tenant))  # noqa: S608
         row = cursor.fetchone()
     if row is None:
         raise HTTPException(404)
@@ -236,14 +255,14 @@ MARK_FAILED = (
 
 
 @app.post("/v1/recordings/{recording_id}/complete")
-def complete(recording_id: uuid.UUID) -> Response:
+def complete(recording_id: uuid.UUID, tenant: Caller) -> Response:
     """Verify a single upload: the row locked, HeadObject, then the conditional UPDATE."""
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute("BEGIN")
         try:
             cursor.execute(
                 f"SELECT {COLUMNS} FROM recordings WHERE id = %s AND owner = %s FOR UPDATE",  # noqa: S608
-                (recording_id, TENANT),
+                (recording_id, tenant),
             )
             row = cursor.fetchone()
             if row is None:
@@ -275,17 +294,17 @@ def complete(recording_id: uuid.UUID) -> Response:
 
 
 @app.get("/v1/s3/params")
-def uppy_params(filename: str, type: str = "") -> Response:
+def uppy_params(tenant: Caller, filename: str, type: str = "") -> Response:
     """A pending recording of undeclared size and a presigned POST for 1 byte up to the limit."""
     rid = uuid.uuid4()
-    key = f"{TENANT}/{rid}"
+    key = f"{tenant}/{rid}"
     now = datetime.now(UTC)
     content_type = type or "application/octet-stream"
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(
             "INSERT INTO recordings (id, owner, filename, content_type, s3_key, upload_method, status, metadata, "
             "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, 'POST', 'pending', '{}', %s, %s)",
-            (rid, TENANT, filename, content_type, key, now, now),
+            (rid, tenant, filename, content_type, key, now, now),
         )
     post = s3().generate_presigned_post(
         os.environ["S3_BUCKET"],
@@ -303,12 +322,12 @@ def uppy_params(filename: str, type: str = "") -> Response:
 
 
 @app.get("/v1/s3/multipart/{upload_id}/{part_number}")
-def uppy_sign_part(upload_id: str, part_number: int, key: str) -> Response:
+def uppy_sign_part(upload_id: str, part_number: int, key: str, tenant: Caller) -> Response:
     """The tenant's open upload behind ``key`` (its row), then one presigned UploadPart URL."""
     with connection() as conn, conn.cursor() as cursor:
         cursor.execute(
             f"SELECT {COLUMNS} FROM recordings WHERE s3_key = %s AND owner = %s LIMIT 1",  # noqa: S608
-            (key, TENANT),
+            (key, tenant),
         )
         row = cursor.fetchone()
     if row is None or (row[10] is not None and row[10] != upload_id):

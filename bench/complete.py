@@ -86,7 +86,7 @@ class Pool:
 def measure(ctx: Context) -> dict[str, Measurement]:
     token = new_api_key(ctx.settings, TENANT)
     pool = Pool(ctx)
-    with server_pair(ctx.app_env(), ctx.baseline_env(tenant=TENANT)) as (app, base):
+    with server_pair(ctx.app_env(), ctx.baseline_env(tenant=TENANT, token=token)) as (app, base):
         warm = {port: wrk(port, complete_script(token, pool.make(400)), 2) for port in (app, base)}
         if any(load.errors for load in warm.values()):
             raise RuntimeError("failed completes in the warm-up")

@@ -184,14 +184,19 @@ class Context:
     def app_env(self, database_url: str | None = None) -> dict[str, str]:
         return app_env(database_url or self.database_url, self.s3_endpoint, self.bucket)
 
-    def baseline_env(self, database_url: str | None = None, tenant: str | None = None) -> dict[str, str]:
-        """The app's environment plus what the baseline reads: its DSN, tenant and the service's
-        S3 client settings (so both sign and call S3 alike)."""
+    def baseline_env(
+        self, database_url: str | None = None, tenant: str | None = None, token: str | None = None
+    ) -> dict[str, str]:
+        """The app's environment plus what the baseline reads: its DSN, the tenant and the API
+        key it authenticates (the seeded tenant's by default) and the service's S3 client
+        settings (so both sign and call S3 alike)."""
         s = self.settings
         return {
             **self.app_env(database_url),
             "BASELINE_DSN": libpq_dsn(database_url or self.database_url),
             "BASELINE_TENANT": tenant or self.tenant,
+            "BASELINE_TOKEN": token or self.token,
+            "BASELINE_DEFAULT_POOL_SIZE": str(s.db_pool_size),
             "BASELINE_S3_CONNECT_TIMEOUT": str(s.s3_connect_timeout_seconds),
             "BASELINE_S3_READ_TIMEOUT": str(s.s3_read_timeout_seconds),
             "BASELINE_S3_MAX_ATTEMPTS": str(s.s3_max_attempts),

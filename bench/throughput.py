@@ -96,7 +96,7 @@ def listing(ctx: Context) -> dict[str, Measurement]:
     """First page of 50 of a tenant with 1,000 available recordings (no pending row to verify)."""
     token, _ = seed_tenant(ctx.settings, ctx.database_url, LIST_TENANT, 1000)
     script = list_script(token)
-    with server_pair(ctx.app_env(), ctx.baseline_env(tenant=LIST_TENANT)) as (app, base):
+    with server_pair(ctx.app_env(), ctx.baseline_env(tenant=LIST_TENANT, token=token)) as (app, base):
         _same_page(app, base, token)
         loads = interleaved_loads(
             {"base": lambda: wrk(base, script, ctx.seconds), "app": lambda: wrk(app, script, ctx.seconds)},

@@ -61,8 +61,12 @@ class Settings(BaseSettings):
     database_host: str | None = None
     database_port: int = 5432
     database_name: str = "recordings"
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Connections kept open per process. Overflow connections are closed as soon as they are
+    # returned, so a load above the pool's size would open and close one per request (a TCP and
+    # TLS handshake, and through RDS Proxy a new client session each time): size the pool for the
+    # load and leave the overflow for the rare burst.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # A full ping (SELECT 1) before every checkout; off by default, since every checkout already
     # checks the socket (no round trip) and drops connections the server has closed.
