@@ -102,6 +102,9 @@ def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
     if isinstance(url.query.get("host"), tuple):
         connect_args["load_balance_hosts"] = "random"  # libpq 16+
     options: dict[str, Any] = {
+        # No hstore columns: without this, every new connection asks the server for hstore's
+        # type ids first (a round trip per connection, on every Lambda cold start).
+        "use_native_hstore": False,
         # No ping per checkout by default (a round trip on every request): the checkout listener
         # (_drop_closed_connections) finds connections the server closed without one. Keepalives
         # find dead peers on idle connections.
