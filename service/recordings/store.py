@@ -1,12 +1,14 @@
 """The recordings table's statements, built once, and the one row type they return.
 
 Every read and write of a recording goes through here as a Core statement: no ORM object is
-loaded, tracked or refreshed on a request (docs/adr/0002-core-fast-paths-autocommit.md). On
-PostgreSQL each statement is compiled once and run on the pooled connection's own psycopg2
+loaded, tracked or refreshed on a request (docs/adr/0002-core-fast-paths-autocommit.md).
+
+On PostgreSQL each statement is compiled once and run on the pooled connection's own psycopg2
 cursor, which skips SQLAlchemy's execution context and result processing (a read by id: 66
-instead of 112 microseconds of CPU, measured on one held connection). Errors still surface as SQLAlchemy's
-``DBAPIError`` family, and a lost connection is invalidated, exactly as ``Connection.execute``
-does; SQLite (the local run) takes the ordinary Core path.
+instead of 112 microseconds of CPU, measured on one held connection). Errors still surface as
+SQLAlchemy's ``DBAPIError`` family, and a lost connection is invalidated, exactly as
+``Connection.execute`` does; SQLite (the local run) takes the ordinary Core path.
+
 Writes that change a recording's state are conditional (``WHERE status = <expected>``) and return
 the new row in the same round trip (``RETURNING``): whichever caller gets there first makes the
 change, the others get ``None`` and read what it became.
