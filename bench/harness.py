@@ -424,6 +424,22 @@ def interleaved_loads(
     return loads
 
 
+def paired_loads(app: int, base: int, scripts: dict[str, str], ctx: Context) -> dict[str, list[Load]]:
+    """Every script against the app and the baseline, after a warm-up of each, interleaved:
+    the loads by ``app_<name>`` and ``base_<name>``."""
+
+    def warm_up() -> None:  # imports, pools, caches
+        for port in (app, base):
+            for script in scripts.values():
+                wrk(port, script, 2)
+
+    runs: dict[str, Callable[[], Load]] = {}
+    for name, script in scripts.items():
+        runs[f"base_{name}"] = lambda script=script: wrk(base, script, ctx.seconds)
+        runs[f"app_{name}"] = lambda script=script: wrk(app, script, ctx.seconds)
+    return interleaved_loads(runs, ctx.reps, warm_up=warm_up)
+
+
 # Measurements -----------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from bench.harness import (
     interleaved_loads,
     load_ratio,
     lua_list,
+    paired_loads,
     pgbouncer,
     ratios,
     seed_tenant,
@@ -59,17 +60,7 @@ def list_script(token: str) -> str:
 def _create_and_get(ctx: Context, database_url: str, prefix: str) -> dict[str, Measurement]:
     scripts = {"create": post_script(ctx.token), "get": get_script(ctx.token, ctx.ids)}
     with server_pair(ctx.app_env(database_url), ctx.baseline_env(database_url)) as (app, base):
-
-        def warm_up() -> None:  # imports, pools, caches
-            for port in (app, base):
-                for script in scripts.values():
-                    wrk(port, script, 2)
-
-        runs = {}
-        for route, script in scripts.items():
-            runs[f"base_{route}"] = lambda script=script: wrk(base, script, ctx.seconds)
-            runs[f"app_{route}"] = lambda script=script: wrk(app, script, ctx.seconds)
-        loads = interleaved_loads(runs, ctx.reps, warm_up=warm_up)
+        loads = paired_loads(app, base, scripts, ctx)
     return {
         f"{prefix}create_throughput": load_ratio(loads["app_create"], loads["base_create"], "rps"),
         f"{prefix}get_throughput": load_ratio(loads["app_get"], loads["base_get"], "rps"),

@@ -8,14 +8,13 @@ from bench.harness import (
     Context,
     Measurement,
     auth_header,
-    interleaved_loads,
     interleaved_timings,
     open_multipart,
+    paired_loads,
     ratios,
     s3_client,
     server_pair,
     service_presign_parts,
-    wrk,
 )
 
 PARTS = 100
@@ -82,16 +81,7 @@ def signing(ctx: Context) -> dict[str, Measurement]:
             uploads.append((created.json()["uploadId"], created.json()["key"]))
         scripts = {"params": params_script(ctx.token), "parts": parts_script(ctx.token, uploads)}
 
-        def warm_up() -> None:
-            for port in (app, base):
-                for script in scripts.values():
-                    wrk(port, script, 2)
-
-        runs = {}
-        for route, script in scripts.items():
-            runs[f"base_{route}"] = lambda script=script: wrk(base, script, ctx.seconds)
-            runs[f"app_{route}"] = lambda script=script: wrk(app, script, ctx.seconds)
-        loads = interleaved_loads(runs, ctx.reps, warm_up=warm_up)
+        loads = paired_loads(app, base, scripts, ctx)
 
     def per_file_ms(side: str, rep: int) -> float:
         return 1000 / loads[f"{side}_params"][rep].rps + PARTS * 1000 / loads[f"{side}_parts"][rep].rps
