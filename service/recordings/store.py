@@ -179,11 +179,15 @@ def insert_row(db: Executor, values: dict[str, Any]) -> RecordingRow:
     return row
 
 
+# The table's Python-side column defaults, read once.
+_DEFAULTS = tuple((c.key, c.default.arg) for c in _table.c if isinstance(c.default, ColumnDefault))
+
+
 def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """The values with the Python-side defaults of the columns not given (the driver path
     sends exactly what it is given; Core applies these itself)."""
-    missing = {c.key: c.default.arg for c in _table.c if c.key not in values and isinstance(c.default, ColumnDefault)}
-    return {**{k: v(None) if callable(v) else v for k, v in missing.items()}, **values}
+    missing = {key: arg(None) if callable(arg) else arg for key, arg in _DEFAULTS if key not in values}
+    return {**missing, **values}
 
 
 # Keyset pages, newest first: four shapes (status filter or not deleted, first page or after a

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from service.core.clock import utcnow
 from service.core.problems import Conflict, InvalidRequest
 from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES, Settings
-from service.core.storage import ObjectInfo, Part, Storage, StorageUnavailable, normalize_etag
+from service.core.storage import ObjectInfo, Part, Storage, StorageUnavailable
 from service.observability import lifecycle as events
 from service.recordings import store
 from service.recordings.models import Status, UploadMethod
@@ -242,7 +242,7 @@ def _assemble(
     uploaded = {p.number: (p.etag, p.size or 0) for p in listed}
     planned = recording.part_count
     if parts is not None:
-        given = {p.number: normalize_etag(p.etag) for p in parts}
+        given = {p.number: p.etag for p in parts}  # Part ETags come without quotes
         count = planned or len(given)
         # 409 for every check against what S3 holds: the request is well formed, the upload is not
         # in a state to complete.

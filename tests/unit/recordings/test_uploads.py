@@ -11,14 +11,13 @@ from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from service.core.problems import ProblemError
 from service.core.settings import S3_MAX_OBJECT_BYTES, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES
-from service.core.storage import ObjectInfo
+from service.core.storage import ObjectInfo, normalize_etag
 from service.recordings.models import Status, UploadMethod
 from service.recordings.uploads import (
     MAX_PART_URLS_PER_BATCH,
     PART_NUMBERS_PATTERN,
     MultipartPlan,
     Verdict,
-    normalize_etag,
     plan_parts,
     presign_parts,
     s3_key_for,
