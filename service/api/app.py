@@ -19,8 +19,9 @@ from service.recordings.routes import build_router as recordings_router
 from service.recordings.upload_routes import router as uploads_router
 from service.web.errors import document_problem_responses, install_error_handlers
 from service.web.methods import OptionsMiddleware
-from service.web.middleware import BodyLimitMiddleware, GZipWhenAccepted, SecurityHeadersMiddleware
+from service.web.middleware import EdgeMiddleware
 from service.web.openapi import document_links
+from service.web.routing import add_routes
 
 
 @asynccontextmanager
@@ -49,17 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_problem_responses(app)
     document_links(app)
     # The busiest routes first: a request is matched against the routers in this order.
-    app.include_router(recordings_router(settings))
-    app.include_router(uploads_router)
-    app.include_router(health.router)
-    app.include_router(auth_router)
-    app.include_router(config_router)
-    app.include_router(s3_router)
-    app.include_router(build_uppy_create_router(settings))
+    for router in (
+        recordings_router(settings),
+        uploads_router,
+        health.router,
+        auth_router,
+        config_router,
+        s3_router,
+        build_uppy_create_router(settings),
+    ):
+        add_routes(app, router)
     install_page(app)
-    # Inside CORS: a preflight is answered by CORS, any other OPTIONS here (204 + Allow).
-    app.add_middleware(OptionsMiddleware, routes=app.router.routes)
+    metrics = http_metrics.install_metrics(app, settings)
     if settings.cors_origins:
+        # Inside CORS: a preflight is answered by CORS, any other OPTIONS here (204 + Allow).
+        app.add_middleware(OptionsMiddleware, routes=app.router.routes)
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -68,11 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             max_age=600,
         )
-    # Part URL batches and pages of recordings repeat long prefixes: they compress ~5x.
-    app.add_middleware(GZipWhenAccepted, minimum_size=1024)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
-    http_metrics.install_metrics(app, settings)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        metrics=metrics,
+        # Part URL batches and pages of recordings repeat long prefixes: they compress ~5x.
+        gzip_minimum_size=1024,
+        options_routes=None if settings.cors_origins else app.router.routes,
+    )
     return app
 
 

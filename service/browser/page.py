@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.core.settings import Settings
 from service.web.deps import SettingsDep
+from service.web.routing import add_routes
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -53,5 +54,5 @@ def upload_page(settings: SettingsDep) -> FileResponse:
 
 
 def install_page(app: FastAPI) -> None:
-    app.include_router(router)
+    add_routes(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -29,7 +29,7 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
     """
     probe = dict(scope, method="OPTIONS")
     matching: list[Any] = []
-    # Included routers are not flattened into app.routes: their routes come with their prefix here.
+    # Routers included with include_router stay one route each: iterate their routes (with prefix).
     for route in iter_route_contexts(routes):
         if not getattr(route, "methods", None):
             continue  # mounts (static files) answer for themselves

@@ -1,21 +1,35 @@
-"""Pure ASGI middleware: request body limit (413), security headers on every response, gzip."""
+"""The app's one pure ASGI middleware, at its edge: request metrics, security headers on every
+response, the request body limit (413), gzip for clients that accept it, and ``OPTIONS``.
+
+One layer instead of five: each layer is a coroutine frame per request and a ``send`` wrapper
+per response message, and the headers are scanned once here rather than once per concern.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.web.errors import problem_response
+from service.web.methods import OptionsMiddleware
 
-SECURITY_HEADERS = [
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from service.observability.metrics.http import RequestMetrics
+
+SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
-]
+)
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -24,80 +38,96 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        https = scope.get("scheme") == "https"
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                if https:
-                    headers.append(HSTS)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_security_headers(headers: Sequence[tuple[bytes, bytes]], https: bool) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus each security header the response does not set itself (HSTS over HTTPS)."""
+    present = {name.lower() for name, _ in headers}
+    out = [*headers, *(h for h in SECURITY_HEADERS if h[0] not in present)]
+    if https:
+        out.append(HSTS)
+    return out
 
 
-class GZipWhenAccepted:
-    """gzip responses for clients that accept it; the others skip the compression layer.
+class EdgeMiddleware:
+    """Everything the app does around every request, in one layer.
 
-    Starlette's middleware wraps every response, compressible or not, in a responder object;
-    API clients that never send ``Accept-Encoding: gzip`` pay for that on every request.
+    - ``metrics``: count and time the request by route template (``None``: metrics are off).
+    - Security headers on every response, including the 413s and ``OPTIONS`` answers made here.
+    - Request bodies over ``max_bytes`` get 413: by the declared length before the app runs, or
+      while a body of unknown length (chunked, or a POST/PUT/PATCH without a length) streams.
+      A body of a declared length within the limit is passed through untouched (the HTTP
+      server reads exactly that many bytes).
+    - gzip (responses of ``gzip_minimum_size`` bytes or more) only for clients that send
+      ``Accept-Encoding: gzip``: Starlette's gzip middleware wraps every response it sees in a
+      responder object, which API clients that never ask for gzip would pay for.
+    - ``OPTIONS`` for a known path: 204 with its ``Allow`` header (``options_routes``; ``None``
+      where a CORS middleware inside answers preflights and ``OptionsMiddleware`` sits inside it).
     """
 
-    def __init__(self, app: ASGIApp, minimum_size: int) -> None:
-        self.app = app
-        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(
-            name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"]
-        ):
-            await self.gzip(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413, by header or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        metrics: RequestMetrics | None = None,
+        gzip_minimum_size: int = 1024,
+        options_routes: Sequence[BaseRoute] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.metrics = metrics
+        self.gzip = GZipMiddleware(app, minimum_size=gzip_minimum_size)
+        self.options = OptionsMiddleware(app, routes=options_routes) if options_routes is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
         declared: int | None = None
-        chunked = False
-        for name, value in scope.get("headers", []):
+        chunked = gzip = False
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await self._reject(scope, receive, send)
-                    return
             elif name == b"transfer-encoding":
                 chunked = True
-        if not chunked and (declared is not None or scope["method"] not in _BODY_METHODS):
-            # A body of a declared length within the limit (the HTTP server reads exactly that
-            # many bytes), or no body at all: only a body of unknown length is counted as it streams.
-            await self.app(scope, receive, send)
-            return
-        received = 0
+            elif name == b"accept-encoding":
+                gzip = b"gzip" in value
+        https = scope.get("scheme") == "https"
+        status = 500  # an exception escaping before the response starts becomes a 500 upstream
         started = False
+
+        async def send_edge(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                message["headers"] = with_security_headers(message.get("headers", ()), https)
+            await send(message)
+
+        inner = self.options if method == "OPTIONS" and self.options is not None else self.gzip if gzip else self.app
+        metrics = self.metrics
+        root_path = scope.get("root_path", "")
+        if metrics is not None:
+            metrics.started(method)
+        begun = time.perf_counter()
+        try:
+            if declared is not None and declared > self.max_bytes:
+                await self._reject(scope, receive, send_edge)
+            elif not chunked and (declared is not None or method not in _BODY_METHODS):
+                await inner(scope, receive, send_edge)
+            else:
+                await self._counting(inner, scope, receive, send_edge, lambda: started)
+        finally:
+            if metrics is not None:
+                metrics.finished(scope, root_path, status, time.perf_counter() - begun)
+
+    async def _counting(
+        self, inner: ASGIApp, scope: Scope, receive: Receive, send: Send, response_started: Callable[[], bool]
+    ) -> None:
+        """Run ``inner`` on a body of unknown length, cut off with 413 once it passes the limit."""
+        received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -108,16 +138,10 @@ class BodyLimitMiddleware:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await inner(scope, limited_receive, send)
         except _BodyTooLarge:
-            if not started:
+            if not response_started():
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,6 +18,7 @@ from service.core.settings import Settings
 from service.observability.metrics import common as metrics_common
 from service.observability.metrics import http as http_metrics
 from service.observability.metrics import pool as pool_metrics
+from service.web.middleware import EdgeMiddleware
 
 
 def main() -> None:
@@ -29,7 +30,8 @@ def main() -> None:
     def hello(name: str) -> dict:
         return {"hello": name}
 
-    http_metrics.install_metrics(app, Settings(environment="test"))
+    metrics = http_metrics.install_metrics(app, Settings(environment="test"))
+    app.add_middleware(EdgeMiddleware, max_bytes=2**20, metrics=metrics)
     client = TestClient(app)
     for index in range(count):
         assert client.get(f"/mp/{index}").status_code == 200

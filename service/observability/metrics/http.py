@@ -1,9 +1,9 @@
-"""HTTP requests counted and timed by route template (ASGI middleware), and ``GET /metrics``."""
+"""HTTP requests counted and timed by route template (reported by the edge middleware,
+service/web/middleware.py), and ``GET /metrics``."""
 
 from __future__ import annotations
 
 import hmac
-import time
 from typing import TYPE_CHECKING
 
 from fastapi import Request, Response
@@ -15,7 +15,7 @@ from service.observability.metrics.pool import refresh_pool_metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import Scope
 
     from service.core.settings import Settings
 
@@ -57,46 +57,32 @@ def _route_template(scope: Scope, root_path_before: str) -> str:
     return f"{mount_prefix}{path_format}" if mount_prefix else path_format
 
 
-class PrometheusMiddleware:
-    """Pure ASGI middleware: count, time and label requests by route template."""
+class RequestMetrics:
+    """Counts and times requests by route template: the web layer's edge middleware calls
+    ``started`` when a request comes in and ``finished`` once it is answered (or has failed)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         self._in_flight: Children[str, Gauge] = Children(lambda method: IN_FLIGHT.labels(method=method))
-        self._series: Children[tuple[str, str, int], tuple[Counter, Histogram]] = Children(
+        self._series: Children[tuple[str, str, int], tuple[Counter, Histogram, Gauge]] = Children(
             lambda key: (
                 REQUESTS.labels(method=key[0], route=key[1], status=str(key[2])),
                 LATENCY.labels(method=key[0], route=key[1]),
+                self._in_flight[key[0]],
             )
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        root_path_before = scope.get("root_path", "")
-        status = 500  # an exception escaping before the response starts becomes a 500 upstream
-        in_flight = self._in_flight[method]
+    def started(self, method: str) -> None:
+        self._in_flight[method].inc()
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_flight.inc()
-        start = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - start
-            requests, latency = self._series[method, _route_template(scope, root_path_before), status]
-            requests.inc()
-            latency.observe(elapsed)
-            in_flight.dec()
-            if MULTIPROCESS:
-                refresh_pool_metrics()
+    def finished(self, scope: Scope, root_path_before: str, status: int, seconds: float) -> None:
+        """``scope`` after routing (its ``route``), the ``root_path`` it came in with, the status
+        sent (500 when none was) and the time from the request to the last byte."""
+        requests, latency, in_flight = self._series[scope["method"], _route_template(scope, root_path_before), status]
+        requests.inc()
+        latency.observe(seconds)
+        in_flight.dec()
+        if MULTIPROCESS:
+            refresh_pool_metrics()
 
 
 def _authorized(header: str | None, token: str) -> bool:
@@ -118,11 +104,11 @@ def metrics_token(settings: Settings) -> str | None:
     return None
 
 
-def install_metrics(app: FastAPI, settings: Settings) -> None:
-    """Instrument ``app`` and add ``GET /metrics`` (nothing at all when metrics are disabled)."""
+def install_metrics(app: FastAPI, settings: Settings) -> RequestMetrics | None:
+    """Add ``GET /metrics`` to ``app``; the recorder its edge middleware reports requests to
+    (``None``, and no route at all, when metrics are disabled)."""
     if not settings.metrics_enabled:
-        return
-    app.add_middleware(PrometheusMiddleware)
+        return None
 
     # Sync: in multiprocess mode rendering reads files, so it runs in the threadpool.
     def metrics_endpoint(request: Request) -> Response:
@@ -137,3 +123,4 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
+    return RequestMetrics()

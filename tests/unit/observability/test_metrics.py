@@ -17,6 +17,7 @@ from service.core.settings import Settings
 from service.observability.metrics import domain as domain_metrics
 from service.observability.metrics import http as http_metrics
 from service.observability.metrics import pool as pool_metrics
+from service.web.middleware import EdgeMiddleware
 
 
 def _settings(**overrides) -> Settings:
@@ -37,7 +38,8 @@ def _app(**overrides) -> FastAPI:
         return {"id": item_id}
 
     app.state.prefix = prefix
-    http_metrics.install_metrics(app, _settings(**overrides))
+    metrics = http_metrics.install_metrics(app, _settings(**overrides))
+    app.add_middleware(EdgeMiddleware, max_bytes=2**20, metrics=metrics)
     return app
 
 
