@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection, PoolResetState
 
 from service.core import signals
 from service.core.settings import Settings
@@ -109,6 +109,9 @@ def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
         # (_drop_closed_connections) finds connections the server closed without one. Keepalives
         # find dead peers on idle connections.
         "pool_pre_ping": settings.db_pool_pre_ping,
+        # Returned connections are rolled back only when in a transaction: see
+        # _roll_back_only_open_transactions, which takes the pool's reset over.
+        "pool_reset_on_return": None,
         "connect_args": connect_args,
     }
     if settings.runtime == "lambda":
@@ -157,10 +160,48 @@ def _build_engine(settings: Settings) -> Engine:
 
     else:
         _drop_closed_connections(engine)
+        _transactions_where_begun(engine)
+        _roll_back_only_open_transactions(engine)
     if settings.database_secret_arn:
         _use_current_secret(engine, settings.database_secret_arn)
     signals.emit("db.engine_created", subject=engine)
     return engine
+
+
+# Set in a pooled connection's info while single_statement_connection holds it.
+_SINGLE_STATEMENT = "recordings.single_statement"
+
+
+def _transactions_where_begun(engine: Engine) -> None:
+    """A transaction begun on a connection that single_statement_connection left in DBAPI
+    autocommit switches it back first, so that psycopg2 sends ``BEGIN`` (SQLAlchemy's psycopg2
+    dialect begins nothing itself: the driver does, outside autocommit)."""
+
+    @event.listens_for(engine, "begin")
+    def _transactional(connection: Connection) -> None:
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        if dbapi_connection is not None and dbapi_connection.autocommit and not connection.info.get(_SINGLE_STATEMENT):
+            dbapi_connection.autocommit = False
+
+
+def _roll_back_only_open_transactions(engine: Engine) -> None:
+    """Reset a returned connection with ``ROLLBACK`` only when it is in a transaction.
+
+    The pool's own reset (``pool_reset_on_return``, off for PostgreSQL in _engine_options)
+    calls the driver's rollback on every return. On an idle or autocommit connection that sends
+    nothing, but psycopg2 still gives up Python's GIL around it, and under load every such
+    hand-over costs the other threads a wake-up. The driver knows the transaction status
+    without a round trip; a broken connection (status unknown) is rolled back, fails, and the
+    pool discards it, as before.
+    """
+    idle = engine.dialect.loaded_dbapi.extensions.TRANSACTION_STATUS_IDLE
+
+    @event.listens_for(engine, "reset")
+    def _rollback_if_in_transaction(dbapi_connection: Any, _record: ConnectionPoolEntry, state: PoolResetState) -> None:
+        if state.terminate_only or dbapi_connection.closed:
+            return
+        if dbapi_connection.get_transaction_status() != idle:
+            dbapi_connection.rollback()
 
 
 _CLOSED_EVENTS = select.POLLIN | select.POLLERR | select.POLLHUP
@@ -278,8 +319,12 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
     ``BEGIN`` and the closing ``COMMIT``/``ROLLBACK``: one round trip instead of three. A single
     statement is atomic without a transaction around it. psycopg2 switches autocommit on the
     client alone, so switching costs no round trip (SQLAlchemy's ``isolation_level``
-    execution option would send ``SET`` commands both ways). The connection goes back to the
-    pool in its ordinary, transactional mode.
+    execution option would send ``SET`` commands both ways).
+
+    The connection stays in autocommit when it goes back to the pool, so a pool serving reads
+    by id never switches at all; whoever begins a transaction on it later gets it transactional
+    again (``_transactions_where_begun``). Statements run through ``connection.execute`` inside
+    this block autocommit too, as they did before the block existed.
     """
     with get_engine(settings).connect() as connection:
         dbapi_connection = connection.connection.dbapi_connection
@@ -288,12 +333,14 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
             return
         if dbapi_connection is None:  # only an invalidated connection has none
             raise RuntimeError("the checked-out connection has no DBAPI connection")
-        dbapi_connection.autocommit = True
+        if not dbapi_connection.autocommit:
+            dbapi_connection.autocommit = True
+        info = connection.info
+        info[_SINGLE_STATEMENT] = True
         try:
             yield connection
         finally:
-            if not dbapi_connection.closed:  # a lost connection is discarded by the pool anyway
-                dbapi_connection.autocommit = False
+            info.pop(_SINGLE_STATEMENT, None)
 
 
 def rowcount(result: Result[*tuple[Any, ...]]) -> int:

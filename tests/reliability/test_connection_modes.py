@@ -1,0 +1,64 @@
+"""Pooled connections between DBAPI autocommit (single statements) and transactions (sessions),
+and what the pool does with a connection when it comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg2.extensions as ext
+import pytest
+from sqlalchemy import select, text
+
+from service.core.db import dispose_engines, get_engine, session_factory, single_statement_connection
+from service.core.settings import Settings
+from service.recordings.models import Recording
+
+
+@pytest.fixture
+def one_connection(settings: Settings) -> Iterator[Settings]:
+    """Settings whose pool holds a single connection, so each use below gets the same one."""
+    yield settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    dispose_engines()
+
+
+def _backend(connection) -> int:
+    return connection.connection.dbapi_connection.info.backend_pid
+
+
+def test_a_single_statement_connection_goes_back_in_autocommit_with_nothing_open(one_connection):
+    with single_statement_connection(one_connection) as connection:
+        connection.execute(text("SELECT 1"))  # through SQLAlchemy: it autocommits here too
+        raw = connection.connection.dbapi_connection
+        assert raw.autocommit is True
+        assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_IDLE
+    assert raw.autocommit is True  # back in the pool without switching
+
+
+def test_a_session_on_a_connection_left_in_autocommit_runs_in_a_transaction(one_connection):
+    with single_statement_connection(one_connection) as connection:
+        first = _backend(connection)
+    with session_factory(one_connection)() as session:
+        session.execute(select(Recording.id).limit(1))
+        connection = session.connection()
+        raw = connection.connection.dbapi_connection
+        assert _backend(connection) == first  # the same physical connection
+        assert raw.autocommit is False
+        assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_INTRANS
+        # A transaction-scoped setting lasts until the transaction ends: proof of one transaction.
+        session.execute(text("SELECT set_config('application_name', 'in-transaction', true)"))
+        assert session.scalar(text("SELECT current_setting('application_name')")) == "in-transaction"
+        session.rollback()
+    with single_statement_connection(one_connection) as connection:
+        assert connection.scalar(text("SELECT current_setting('application_name')")) == "recordings"
+
+
+def test_a_connection_returned_inside_a_transaction_is_rolled_back(one_connection):
+    engine = get_engine(one_connection)
+    connection = engine.connect()
+    raw = connection.connection.dbapi_connection
+    raw.autocommit = False
+    with raw.cursor() as cursor:  # a transaction the driver opened behind SQLAlchemy's back
+        cursor.execute("SELECT 1")
+    assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_INTRANS
+    connection.close()
+    assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_IDLE
