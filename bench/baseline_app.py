@@ -2,8 +2,8 @@
 
 Same database and table, same driver (psycopg2, a plain connection pool), same durability (one
 committed transaction per change), an S3 client configured as the service's (one, cached), and
-the same response shape and size as the service. No framework of ours: no settings, middleware
-or metrics. The caller is authenticated as the service does for a key it has seen: one FastAPI
+the same response (its headers, shape and size) as the service. No framework of ours: no
+settings, middleware or metrics. The caller is authenticated as the service does for a key it has seen: one FastAPI
 dependency that looks the bearer token's SHA-256 up in memory (BASELINE_TOKEN, the tenant
 BASELINE_TENANT); reads are scoped to that tenant.
 """
@@ -43,6 +43,21 @@ async def caller(request: Request) -> str:
 
 
 Caller = Annotated[str, Depends(caller)]
+# The headers the service sends on every response (security headers): the same response, byte
+# for byte in its head, whatever middleware the service uses to add them.
+HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+def _json(payload: object, status_code: int = 200) -> Response:
+    """JSON as compact as the service's (pydantic's) encoding, with the service's headers."""
+    body = json.dumps(payload, separators=(",", ":"))
+    return Response(body, status_code=status_code, media_type="application/json", headers=HEADERS)
 EXPIRES = int(os.environ.get("BASELINE_PRESIGN_EXPIRES", "900"))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -124,6 +139,11 @@ COLUMNS = (
 )
 
 
+def _utc(moment: datetime) -> str:
+    """ISO 8601 with ``Z`` for UTC, as the service's timestamps (pydantic) read."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _row_json(row: tuple) -> dict:
     (
         rid,
@@ -161,10 +181,10 @@ def _row_json(row: tuple) -> dict:
         "part_count": part_count,
         "metadata": metadata,
         "failure_reason": failure,
-        "created_at": created.isoformat(),
-        "updated_at": updated.isoformat(),
-        "completed_at": completed.isoformat() if completed else None,
-        "deleted_at": deleted.isoformat() if deleted else None,
+        "created_at": _utc(created),
+        "updated_at": _utc(updated),
+        "completed_at": _utc(completed) if completed else None,
+        "deleted_at": _utc(deleted) if deleted else None,
     }
 
 
@@ -210,10 +230,10 @@ def create(body: Create, tenant: Caller) -> Response:
             "method": "POST",
             "url": post["url"],
             "fields": post["fields"],
-            "expires_at": (now + timedelta(seconds=EXPIRES)).isoformat(),
+            "expires_at": _utc(now + timedelta(seconds=EXPIRES)),
         },
     }
-    return Response(json.dumps(payload), status_code=201, media_type="application/json")
+    return _json(payload, status_code=201)
 
 
 @app.get("/v1/recordings")
@@ -231,7 +251,7 @@ def list_page(tenant: Caller, limit: int = Query(50, ge=1, le=200)) -> Response:
         last = rows[limit - 1]
         cursor_out = f"{(last[16] - _EPOCH) // timedelta(microseconds=1)}.{last[0].hex}"
     page = {"items": [_row_json(row) for row in rows[:limit]], "next_cursor": cursor_out}
-    return Response(json.dumps(page), media_type="application/json")
+    return _json(page)
 
 
 @app.get("/v1/recordings/{recording_id}")
@@ -241,7 +261,7 @@ def get(recording_id: uuid.UUID, tenant: Caller) -> Response:
         row = cursor.fetchone()
     if row is None:
         raise HTTPException(404)
-    return Response(json.dumps(_row_json(row)), media_type="application/json")
+    return _json(_row_json(row))
 
 
 MARK_AVAILABLE = (
@@ -287,7 +307,7 @@ def complete(recording_id: uuid.UUID, tenant: Caller) -> Response:
             raise
     if row[13] != "available":
         raise HTTPException(409)
-    return Response(json.dumps(_row_json(row)), media_type="application/json")
+    return _json(_row_json(row))
 
 
 # Companion-style S3 signing (Uppy) ----------------------------------------------------------------
@@ -318,7 +338,7 @@ def uppy_params(tenant: Caller, filename: str, type: str = "") -> Response:
     )
     url = post["url"] if post["url"].endswith("/") else post["url"] + "/"
     payload = {"method": "POST", "url": url, "fields": post["fields"], "expires": EXPIRES}
-    return Response(json.dumps(payload), media_type="application/json")
+    return _json(payload)
 
 
 @app.get("/v1/s3/multipart/{upload_id}/{part_number}")
@@ -337,4 +357,4 @@ def uppy_sign_part(upload_id: str, part_number: int, key: str, tenant: Caller) -
         Params={"Bucket": os.environ["S3_BUCKET"], "Key": key, "UploadId": upload_id, "PartNumber": part_number},
         ExpiresIn=EXPIRES,
     )
-    return Response(json.dumps({"url": url, "expires": EXPIRES}), media_type="application/json")
+    return _json({"url": url, "expires": EXPIRES})

@@ -60,6 +60,7 @@ def list_script(token: str) -> str:
 def _create_and_get(ctx: Context, database_url: str, prefix: str) -> dict[str, Measurement]:
     scripts = {"create": post_script(ctx.token), "get": get_script(ctx.token, ctx.ids)}
     with server_pair(ctx.app_env(database_url), ctx.baseline_env(database_url)) as (app, base):
+        _same_head(app, base, ctx.token, f"/v1/recordings/{ctx.ids[0]}")
         loads = paired_loads(app, base, scripts, ctx)
     return {
         f"{prefix}create_throughput": load_ratio(loads["app_create"], loads["base_create"], "rps"),
@@ -116,6 +117,20 @@ def _same_page(app: int, base: int, token: str) -> None:
         raise RuntimeError(
             f"the baseline's list page differs from the app's:\n{ours['items'][0]}\n{theirs['items'][0]}"
         )
+
+
+def _same_head(app: int, base: int, token: str, path: str) -> None:
+    """The baseline must answer with the app's response head: the same header names and values
+    (but the date) and a body of the same size within a few bytes."""
+    import httpx
+
+    answers = [
+        httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}) for port in (app, base)
+    ]
+    heads = [{k: v for k, v in a.headers.items() if k != "date"} for a in answers]
+    sizes = [len(a.content) for a in answers]
+    if heads[0].keys() != heads[1].keys() or abs(sizes[0] - sizes[1]) > 16:
+        raise RuntimeError(f"the baseline's response differs from the app's: {heads}, {sizes} bytes")
 
 
 def workers(ctx: Context) -> dict[str, Measurement]:
