@@ -58,6 +58,8 @@ def _json(payload: object, status_code: int = 200) -> Response:
     """JSON as compact as the service's (pydantic's) encoding, with the service's headers."""
     body = json.dumps(payload, separators=(",", ":"))
     return Response(body, status_code=status_code, media_type="application/json", headers=HEADERS)
+
+
 EXPIRES = int(os.environ.get("BASELINE_PRESIGN_EXPIRES", "900"))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
