@@ -95,3 +95,14 @@ def test_cursors_of_another_shape_are_rejected(cursor):
     with pytest.raises(ProblemError) as error:
         decode_cursor(cursor)
     assert (error.value.status, error.value.slug) == (422, "invalid-cursor")
+
+
+_TYPES = st.text(alphabet="abcAB/*?.+-[]!x\n", max_size=12)
+
+
+@given(content_type=_TYPES, allowed=st.lists(_TYPES, max_size=4))
+def test_allowed_content_types_match_as_each_glob_pattern_alone_would(content_type, allowed):
+    import fnmatch
+
+    expected = any(fnmatch.fnmatchcase(content_type, pattern.lower()) for pattern in allowed)
+    assert content_type_allowed(content_type, allowed) is expected
