@@ -33,7 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
-from service.core.db import session_factory
+from service.core.db import session_factory, single_statement_connection
 from service.core.problems import NotFound
 from service.core.settings import Settings
 from service.observability.metrics import domain as domain_metrics
@@ -120,7 +120,12 @@ def routed_read(settings: Settings, work: Callable[[Session, bool], T]) -> T:
             domain_metrics.record_read("replica")
             return reason[0]
         domain_metrics.record_read_fallback(reason)
-    with session_factory(settings)() as session:
+    # On the primary every statement of a read stands alone (a page, a row; a repair is one
+    # conditional UPDATE): no BEGIN and ROLLBACK around them, one round trip per statement.
+    with (
+        single_statement_connection(settings) as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
         result = work(session, False)
     domain_metrics.record_read("primary")
     return result

@@ -62,3 +62,16 @@ def test_a_connection_returned_inside_a_transaction_is_rolled_back(one_connectio
     assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_INTRANS
     connection.close()
     assert raw.get_transaction_status() == ext.TRANSACTION_STATUS_IDLE
+
+
+def test_a_read_on_the_primary_runs_each_statement_alone(one_connection):
+    """List, download and play on the primary: no BEGIN/ROLLBACK round trips around the read."""
+    from service.recordings import store
+    from service.web.read_routing import routed_read
+
+    def work(session, on_replica):
+        store.page(session, tenant="nobody", limit=5, after=None, status=None)
+        raw = session.connection().connection.dbapi_connection
+        return on_replica, raw.autocommit, raw.get_transaction_status()
+
+    assert routed_read(one_connection, work) == (False, True, ext.TRANSACTION_STATUS_IDLE)
