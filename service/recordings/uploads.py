@@ -192,15 +192,17 @@ def complete_upload(
     recording: RecordingRow,
     parts: list[Part] | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
+    locked: bool = False,
 ) -> RecordingRow:
     """Finish an upload and verify it. Idempotent: an available recording is returned unchanged.
 
     Concurrent completes of one recording take turns on its row (``SELECT ... FOR UPDATE``, held
     until ``finalize`` commits): otherwise a second call could find the multipart upload already
     gone and the object not yet there while the first is still assembling it, and fail a good
-    upload. The second call then sees the first one's verdict.
+    upload. The second call then sees the first one's verdict. ``locked``: ``recording`` was
+    read with that lock in this session already, so it is not read again.
     """
-    if recording.status == Status.PENDING:
+    if recording.status == Status.PENDING and not locked:
         locked = store.owned(session, tenant=recording.owner, recording_id=recording.id, lock=True)
         recording = locked or recording
     if recording.status == Status.AVAILABLE:
