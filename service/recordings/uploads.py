@@ -203,8 +203,8 @@ def complete_upload(
     read with that lock in this session already, so it is not read again.
     """
     if recording.status == Status.PENDING and not locked:
-        locked = store.owned(session, tenant=recording.owner, recording_id=recording.id, lock=True)
-        recording = locked or recording
+        current = store.owned(session, tenant=recording.owner, recording_id=recording.id, lock=True)
+        recording = current or recording
     if recording.status == Status.AVAILABLE:
         return recording
     if recording.status != Status.PENDING:
