@@ -41,20 +41,15 @@ log = logging.getLogger("service.recordings")
 
 
 def to_out(recording: RecordingRow) -> RecordingOut:
-    """The API's view of a recording.
-
-    Built without validation (``model_construct``): every field comes typed from the row (the
-    enums, UUID and integers as the store returns them, timestamps made aware here, metadata
-    checked servable), so validating it again would only cost time on every row of every page.
-    tests/unit/recordings/test_service.py holds the result to what validation would give.
-    """
+    """The API's view of a recording. (Validated: in pydantic-core that costs about half of what
+    ``model_construct``, which runs in Python, would.)"""
     metadata = recording.metadata
     if not stored_metadata_is_servable(metadata):
         # Stored before the metadata limits existed and too deep to serialize: the recording
         # stays readable (and its metadata replaceable with PATCH) rather than failing every read.
         log.warning("recording %s: stored metadata cannot be served; answering {}", recording.id)
         metadata = {}
-    return RecordingOut.model_construct(
+    return RecordingOut(
         id=recording.id,
         title=recording.title,
         filename=recording.filename,

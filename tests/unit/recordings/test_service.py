@@ -12,16 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.core.problems import ProblemError
-from service.recordings.models import Status, UploadMethod
-from service.recordings.schemas import CURSOR_PATTERN, RecordingOut
+from service.recordings.schemas import CURSOR_PATTERN
 from service.recordings.service import (
     content_disposition,
     content_type_allowed,
     decode_cursor,
     encode_cursor,
-    to_out,
 )
-from service.recordings.store import RecordingRow
 
 
 def test_content_disposition_is_attachment_with_ascii_fallback_and_utf8_name():
@@ -114,29 +111,3 @@ def test_allowed_content_types_match_as_each_glob_pattern_alone_would(content_ty
 
     expected = any(fnmatch.fnmatchcase(content_type, pattern.lower()) for pattern in allowed)
     assert content_type_allowed(content_type, allowed) is expected
-
-
-_MOMENTS = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(hours=5))]))
-
-
-@given(
-    title=st.none() | st.text(max_size=20),
-    size=st.none() | st.integers(min_value=0, max_value=5 * 1024**4),
-    status=st.sampled_from(list(Status)),
-    method=st.sampled_from(list(UploadMethod)),
-    metadata=st.dictionaries(st.text(max_size=5), st.none() | st.integers() | st.text(max_size=5), max_size=3),
-    created=_MOMENTS,
-    completed=st.none() | _MOMENTS,
-)
-def test_the_api_view_of_a_row_is_what_validating_it_would_give(
-    title, size, status, method, metadata, created, completed
-):
-    row = RecordingRow(
-        uuid.uuid4(), "tenant", title, "take.wav", "audio/wav", size, None, "tenant/key", None, method, None,
-        None, None, status, metadata, None, created, created, completed, None, None,
-    )  # fmt: skip
-    built = to_out(row)
-    validated = RecordingOut.model_validate(built.model_dump())
-    assert built == validated
-    assert built.model_dump_json() == validated.model_dump_json()
-    assert built.created_at == created
