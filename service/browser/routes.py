@@ -5,8 +5,8 @@
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
 from service.auth.caller import CallerDep
 from service.auth.sessions import require_origin_proof
@@ -20,6 +20,7 @@ from service.recordings.service import content_type_allowed
 from service.recordings.uploads import PART_NUMBERS_PATTERN
 from service.web.deps import SettingsDep
 from service.web.openapi import PROBLEM
+from service.web.responses import adapted_response, model_response
 
 _METADATA_PARAM = re.compile(r"^metadata\[([^\]]{1,100})\]$")
 
@@ -42,9 +43,9 @@ class BrowserConfig(BaseModel):
 
 
 @config_router.get("/config", response_model=BrowserConfig)
-def browser_config(settings: SettingsDep) -> BrowserConfig:
+def browser_config(settings: SettingsDep) -> Response:
     """Upload limits the page needs before it picks single or multipart (no credentials needed)."""
-    return BrowserConfig(
+    config = BrowserConfig(
         multipart_threshold_bytes=settings.multipart_threshold_bytes,
         multipart_part_bytes=settings.multipart_part_bytes,
         min_part_bytes=S3_MIN_PART_BYTES,
@@ -53,6 +54,7 @@ def browser_config(settings: SettingsDep) -> BrowserConfig:
         allowed_content_types=settings.allowed_content_types,
         restore_window_days=settings.restore_window_days,
     )
+    return model_response(config)
 
 
 # Companion's S3 routes ---------------------------------------------------------------------------
@@ -86,6 +88,9 @@ class SignedBatch(BaseModel):
     presignedUrls: dict[str, str]
 
 
+_PARTS = TypeAdapter(list[PartOut])
+
+
 class CompletedPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -111,11 +116,11 @@ UploadId = Annotated[str, Path(max_length=1024, pattern=r"^[^\x00]+$")]
 
 
 @s3_router.get("/multipart/{upload_id}", response_model=list[PartOut])
-def list_uploaded_parts(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> list[dict[str, Any]]:
+def list_uploaded_parts(upload_id: UploadId, key: KeyQuery, caller: CallerDep) -> Response:
     """The parts S3 holds already (Uppy resumes from these)."""
     with caller.connection() as connection:
         recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
-    return companion.list_parts(storage=caller.storage, recording=recording)
+    return adapted_response(_PARTS, companion.list_parts(storage=caller.storage, recording=recording))
 
 
 @s3_router.get("/multipart/{upload_id}/batch", response_model=SignedBatch)
@@ -124,7 +129,7 @@ def sign_part_batch(
     key: KeyQuery,
     part_numbers: Annotated[str, Query(alias="partNumbers", pattern=PART_NUMBERS_PATTERN, max_length=1000)],
     caller: CallerDep,
-) -> SignedBatch:
+) -> Response:
     with caller.connection() as connection:
         recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
     try:
@@ -132,7 +137,7 @@ def sign_part_batch(
     except ValueError:
         raise InvalidRequest("partNumbers must be comma-separated integers.", slug="invalid-part-number") from None
     urls = companion.sign_parts(storage=caller.storage, recording=recording, part_numbers=numbers)
-    return SignedBatch(presignedUrls=urls)
+    return model_response(SignedBatch(presignedUrls=urls))
 
 
 # ":int": only digits route here, so ".../complete" is not taken for a part number.
@@ -142,11 +147,11 @@ def sign_part(
     part_number: Annotated[int, Path(ge=1, le=S3_MAX_PARTS)],
     key: KeyQuery,
     caller: CallerDep,
-) -> SignedPart:
+) -> Response:
     with caller.connection() as connection:
         recording = companion.owned_upload(connection, principal=caller.principal, upload_id=upload_id, key=key)
     urls = companion.sign_parts(storage=caller.storage, recording=recording, part_numbers=[part_number])
-    return SignedPart(url=urls[str(part_number)], expires=caller.settings.presign_expires_seconds)
+    return model_response(SignedPart(url=urls[str(part_number)], expires=caller.settings.presign_expires_seconds))
 
 
 @s3_router.post("/multipart/{upload_id}/complete", response_model=Completed)
@@ -155,15 +160,16 @@ def complete_multipart_upload(
     key: KeyQuery,
     caller: CallerDep,
     body: Annotated[CompleteMultipart, Body()],
-) -> dict[str, Any]:
+) -> Response:
     """Assemble the listed parts (1..N, each but the last at least 5 MiB) and verify the object
     exactly as ``POST /v1/recordings/{id}/complete``; a declared size must match."""
     parts = [Part(number=p.PartNumber, etag=normalize_etag(p.ETag)) for p in body.parts]
     with caller.session() as session:
         recording = companion.owned_upload(session, principal=caller.principal, upload_id=upload_id, key=key)
-        return companion.complete(
+        completed = companion.complete(
             session=session, storage=caller.storage, settings=caller.settings, recording=recording, parts=parts
         )
+    return model_response(Completed(**completed))
 
 
 @s3_router.delete("/multipart/{upload_id}")
@@ -240,7 +246,7 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
                 "allows 1 byte up to the largest upload and the recording takes the uploaded object's size.",
             ),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Create a recording and a presigned POST for its bytes (one request, up to 5 GiB).
 
         Other ``metadata[<name>]`` parameters become the recording's metadata (Uppy's own ``name``
@@ -255,7 +261,7 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
         if size is not None:
             metadata["size"] = size
         with caller.connection() as connection:
-            return companion.create_single(
+            signed = companion.create_single(
                 connection=connection,
                 storage=caller.storage,
                 settings=caller.settings,
@@ -264,12 +270,13 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
                 content_type=type,
                 metadata=metadata,
             )
+        return model_response(PresignedPost(**signed))
 
     @router.post("/multipart", response_model=MultipartCreated)
-    def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> dict[str, Any]:
+    def create_multipart_upload(data: CreateMultipart, caller: CallerDep) -> Response:
         """Create a recording and open its multipart upload; sign parts with ``GET .../{partNumber}``."""
         with caller.connection() as connection:
-            return companion.create_multipart(
+            created = companion.create_multipart(
                 connection=connection,
                 storage=caller.storage,
                 settings=caller.settings,
@@ -278,5 +285,6 @@ def build_uppy_create_router(settings: Settings) -> APIRouter:
                 content_type=data.type,
                 metadata=data.metadata,
             )
+        return model_response(MultipartCreated(**created))
 
     return router
