@@ -113,8 +113,11 @@ def _remember(token: str, principal: Principal) -> None:
     _verified[hashlib.sha256(token.encode()).hexdigest()] = (principal, time.monotonic() + VERIFIED_CACHE_SECONDS)
 
 
+_KEY_START = f"{KEY_SCHEME}_"
+
+
 def looks_like_api_key(token: str) -> bool:
-    return token.startswith(f"{KEY_SCHEME}_")
+    return token.startswith(_KEY_START)
 
 
 def authenticate_api_key(session: Session, token: str) -> Principal | None:

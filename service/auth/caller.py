@@ -4,7 +4,6 @@ authentications (docs/adr/0001-one-dependency-per-route.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_like_api_key
 from service.auth.limits import check_auth_failures, enforce_rate_limit, record_auth_failure
@@ -84,20 +84,21 @@ async def authenticate(request: Request, settings: Settings) -> Principal:
     Credentials that are presented and refused count against the client's address (429 once it
     has used up AUTH_FAILURES_PER_MINUTE); requests without any credentials do not.
     """
-    address = request.client.host if request.client else "unknown"
+    client = request.scope.get("client")
+    address = client[0] if client else "unknown"
     state = request.app.state
     try:
-        return await _authenticate(request, settings, lambda: check_auth_failures(state, settings, address))
+        return await _authenticate(request, settings, state, address)
     except Unauthorized as refused:
         if refused.presented:
             record_auth_failure(state, settings, address)
         raise
 
 
-async def _authenticate(request: Request, settings: Settings, check_address: Callable[[], None]) -> Principal:
+async def _authenticate(request: Request, settings: Settings, state: State, address: str) -> Principal:
     token = _bearer_token(request)
     if token is not None:
-        check_address()
+        check_auth_failures(state, settings, address)
         if looks_like_api_key(token):
             # A key verified within the last seconds needs no database round trip.
             principal = cached_api_key(token) or await run_in_threadpool(_verify_api_key, settings, token)
@@ -109,7 +110,7 @@ async def _authenticate(request: Request, settings: Settings, check_address: Cal
     cookie = request.cookies.get(settings.session_cookie_name)
     if not cookie:
         raise Unauthorized("Send an API key or token as 'Authorization: Bearer <token>'.")
-    check_address()
+    check_auth_failures(state, settings, address)
     # Browser session: same-site cookie, and state changes must name an allowed Origin.
     principal = await run_in_threadpool(_verify_session_cookie, settings, cookie)
     if principal is None:
@@ -119,10 +120,11 @@ async def _authenticate(request: Request, settings: Settings, check_address: Cal
 
 
 async def get_caller(request: Request) -> Caller:
-    settings: Settings = request.app.state.settings
+    app_state = request.app.state
+    settings: Settings = app_state.settings
     principal = await authenticate(request, settings)
     request.state.principal = principal
-    enforce_rate_limit(request.app.state, settings, principal.tenant)
+    enforce_rate_limit(app_state, settings, principal.tenant)
     return Caller(principal=principal, settings=settings)
 
 
