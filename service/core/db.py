@@ -324,7 +324,7 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
     The connection stays in autocommit when it goes back to the pool, so a pool serving reads
     by id never switches at all; whoever begins a transaction on it later gets it transactional
     again (``_transactions_where_begun``). Statements run through ``connection.execute`` inside
-    this block autocommit too, as they did before the block existed.
+    this block autocommit too, although SQLAlchemy counts them as a transaction.
     """
     with get_engine(settings).connect() as connection:
         dbapi_connection = connection.connection.dbapi_connection
