@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -71,8 +71,6 @@ _ROWS = select(*_COLUMNS)
 _DESC = (_table.c.created_at.desc(), _table.c.id.desc())
 
 
-# Positional construction from a row of _COLUMNS (same order as the fields): the fastest way in.
-_from_columns = cast(Callable[..., RecordingRow], RecordingRow)
 _METHOD = RecordingRow._fields.index("upload_method")
 _STATUS = RecordingRow._fields.index("status")
 # The enums by their stored text: a dictionary lookup, where calling the enum class walks its
@@ -126,7 +124,7 @@ def _fetch(db: Executor, prebuilt: _Prebuilt, params: dict[str, Any], *, returns
     connection = _connection(db)
     if connection.dialect.name != "postgresql":
         result = connection.execute(prebuilt.statement, params)
-        return [_from_columns(*row) for row in result] if returns else []
+        return [RecordingRow._make(row) for row in result] if returns else []
     dbapi_connection = connection.connection.dbapi_connection
     if dbapi_connection is None:  # only an invalidated connection has none
         raise RuntimeError("the connection has no DBAPI connection")
@@ -188,7 +186,7 @@ def insert_row(db: Executor, values: dict[str, Any]) -> RecordingRow:
     ``RETURNING``, whose 21 columns the driver would parse for nothing."""
     stored = _with_defaults(values)
     _fetch(db, _INSERT, stored, returns=False)
-    return _from_columns(**{**_NULLS, **stored})
+    return RecordingRow(**{**_NULLS, **stored})
 
 
 # The table's Python-side column defaults, read once.
