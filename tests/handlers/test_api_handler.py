@@ -245,3 +245,94 @@ def test_created_recordings_are_counted_in_emf(app, alice, capsys):
         create(client, alice, size=10)
         documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert any(document.get("RecordingsCreated") == [1.0] for document in documents), documents
+
+
+def test_invocations_share_the_worker_thread_and_keep_their_own_context():
+    """A synchronous route runs on anyio's worker thread, which outlives the invocation (no thread
+    started per request), and sees the context of its own invocation (the EMF flag, and a
+    variable the caller sets per invocation), which ends with it."""
+    import contextvars
+    import threading
+
+    from fastapi import FastAPI
+
+    from handlers.api import build_handler
+    from service.observability.emf import invoking
+
+    app = FastAPI()
+    seen: list[tuple[threading.Thread, bool, int]] = []
+    invocation: contextvars.ContextVar[int] = contextvars.ContextVar("invocation", default=0)
+
+    @app.get("/where")
+    def where() -> dict[str, int]:
+        seen.append((threading.current_thread(), invoking.get(), invocation.get()))
+        return {"invocation": invocation.get()}
+
+    @app.get("/fails")
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    handler = build_handler(app, base_path="")
+    event = load_event("apigw-http-v2.json")
+
+    def numbered(number: int, path: str) -> dict:
+        context = event["requestContext"]
+        at = {**event, "rawPath": path, "rawQueryString": "", "queryStringParameters": None}
+        at["requestContext"] = {**context, "http": {**context["http"], "path": path}}
+        token = invocation.set(number)
+        try:
+            return _run(handler, at, LambdaContext())
+        finally:
+            invocation.reset(token)
+
+    from tests.transports import LambdaContext, _environment, _run
+
+    paths = ("/where", "/fails", "/where", "/where")
+    answers = [_environment.submit(numbered, n, path).result() for n, path in enumerate(paths, start=1)]
+
+    assert [answer["statusCode"] for answer in answers] == [200, 500, 200, 200]
+    assert [json.loads(answers[n]["body"]) for n in (0, 2, 3)] == [{"invocation": n} for n in (1, 3, 4)]
+    assert [number for _, _, number in seen] == [1, 3, 4]
+    assert all(flag for _, flag, _ in seen)
+    threads = {id(thread) for thread, _, _ in seen}
+    assert len(threads) == 1, seen
+    assert seen[0][0] is not threading.current_thread()
+    assert _environment.submit(invoking.get).result() is False
+    assert _environment.submit(invocation.get).result() == 0
+
+
+def test_a_process_that_invoked_the_handler_exits():
+    """The worker thread that outlives invocations does not keep a finished process alive."""
+    code = """
+import json, sys
+from fastapi import FastAPI
+from handlers.api import build_handler
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "ping", 128, "ping"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ping"
+app = FastAPI()
+@app.get("/ping")
+def ping():
+    return {"pong": True}
+event = json.loads(sys.argv[1])
+print(build_handler(app, base_path="")(event, Context())["statusCode"])
+"""
+    event = load_event("apigw-http-v2.json")
+    context = event["requestContext"]
+    event = {
+        **event,
+        "rawPath": "/ping",
+        "rawQueryString": "",
+        "queryStringParameters": None,
+        "requestContext": {**context, "http": {**context["http"], "path": "/ping"}},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(event)],
+        env={**SCRUBBED, "POWERTOOLS_METRICS_NAMESPACE": "test"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "200"
