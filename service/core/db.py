@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection, PoolResetState
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 
 from service.core import signals
 from service.core.settings import Settings
@@ -114,15 +114,17 @@ def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
         "pool_reset_on_return": None,
         "connect_args": connect_args,
     }
-    if settings.runtime == "lambda":
-        options["poolclass"] = NullPool
-    else:
-        options.update(
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            pool_recycle=1800,
-        )
+    # The pool also serves Lambda: an execution environment runs one invocation at a time and
+    # keeps its connection (the deployment sizes it 1) for the next, as it keeps the engine. A
+    # new connection per invocation would cost a TLS handshake and a login at RDS Proxy, every
+    # time. A connection the proxy closed while the environment was frozen or idle is replaced
+    # at checkout (_drop_closed_connections).
+    options.update(
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=1800,
+    )
     return options
 
 

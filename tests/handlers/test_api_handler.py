@@ -76,6 +76,25 @@ def test_gateway_variants_serve_the_api(app, alice, case, transport, base_path, 
         exercise(client, alice, prefix)
 
 
+def test_the_lambda_pool_of_one_connection_serves_a_whole_round_trip(app, alice):
+    """The deployment gives each Lambda environment one pooled connection and no overflow: no step
+    may hold a second connection (it would wait for the first until the pool times out), and the
+    connection stays for the next invocation."""
+    from service.api.app import create_app
+    from service.core.db import get_engine, reset_engine
+
+    settings = app.state.settings.model_copy(
+        update={"runtime": "lambda", "db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout_seconds": 1}
+    )
+    try:
+        with lambda_client(create_app(settings)) as client:
+            exercise(client, alice, "")
+        pool = get_engine(settings).pool
+        assert (pool.size(), pool.checkedout(), pool.checkedin()) == (1, 0, 1)  # type: ignore[attr-defined]
+    finally:
+        reset_engine(settings)
+
+
 def test_rest_v1_event_keeps_the_stage_out_of_the_path(app, alice):
     with lambda_client(app, payload="1.0", stage="prod") as client:
         assert client.get("/prod/v1/recordings", headers=alice.headers).status_code == 200

@@ -127,10 +127,10 @@ def test_rejected_credentials_are_refetched_once_and_used(lambda_settings, monke
     # THEN the rejected login made it fetch the secret again, bypassing the cache, and connect
     assert user == "app"
     assert store.fetches[-2:] == [False, True]
-    # Later connections (NullPool: one per session on Lambda) use the refreshed value directly.
+    # A later new connection (the first one is still checked out) uses the refreshed value directly.
     fetched = len(store.fetches)
-    with get_engine(lambda_settings).connect() as connection:
-        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    with get_engine(lambda_settings).connect() as first, get_engine(lambda_settings).connect() as second:
+        assert first.execute(text("SELECT 1")).scalar_one() == second.execute(text("SELECT 1")).scalar_one() == 1
     assert store.fetches[fetched:] == [False]
 
 
