@@ -27,6 +27,9 @@ from bench.harness import (
 )
 
 BASELINE_LIBRARIES = "fastapi, mangum, sqlalchemy, boto3, psycopg2"
+# The Lambda deployment's pool (cdk/constructs/lambda_path.py): one connection, no overflow. The
+# baseline reads DB_POOL_SIZE too, and opens its whole pool on its first request.
+LAMBDA_POOL = {"RUNTIME": "lambda", "DB_POOL_SIZE": "1", "DB_MAX_OVERFLOW": "0"}
 
 # A fresh process times its imports and its first GET (the event is argv[1]) and prints seconds.
 COLD_SCRIPT = """
@@ -127,12 +130,12 @@ def compile_source_tree() -> None:
 
 
 def cold_start(ctx: Context) -> dict[str, Measurement]:
-    """Import plus the first GET by id through the Lambda handler (``RUNTIME=lambda``), each in
+    """Import plus the first GET by id through the Lambda handler (``LAMBDA_POOL``), each in
     a fresh process of this virtualenv on the source tree (with its bytecode: see
     ``compile_source_tree``), against the baseline's libraries, its app and its first GET
     through Mangum."""
     compile_source_tree()
-    env = {**ctx.baseline_env(), "RUNTIME": "lambda"}
+    env = {**ctx.baseline_env(), **LAMBDA_POOL}
     event, python = _event(ctx), [sys.executable]
     return {
         "cold_start": fresh_process_ratio(
@@ -158,7 +161,7 @@ def image_cold_start(ctx: Context) -> dict[str, Measurement]:
             "HOME": home,
             "TMPDIR": home,
             "PYTHONDONTWRITEBYTECODE": "1",
-            "RUNTIME": "lambda",
+            **LAMBDA_POOL,
             **settings_env(ctx.database_url, ctx.s3_endpoint, ctx.bucket),
             **baseline_only,
         }
