@@ -266,6 +266,19 @@ def test_created_recordings_are_counted_in_emf(app, alice, capsys):
     assert any(document.get("RecordingsCreated") == [1.0] for document in documents), documents
 
 
+def recorded_v2_get(path: str) -> dict:
+    """The recorded HTTP API (v2) GET event, for ``path`` without a query."""
+    event = load_event("apigw-http-v2.json")
+    context = event["requestContext"]
+    return {
+        **event,
+        "rawPath": path,
+        "rawQueryString": "",
+        "queryStringParameters": None,
+        "requestContext": {**context, "http": {**context["http"], "path": path}},
+    }
+
+
 def test_invocations_share_the_worker_thread_and_keep_their_own_context():
     """A synchronous route runs on anyio's worker thread, which outlives the invocation (no thread
     started per request), and sees the context of its own invocation (the EMF flag, and a
@@ -292,15 +305,11 @@ def test_invocations_share_the_worker_thread_and_keep_their_own_context():
         raise RuntimeError("boom")
 
     handler = build_handler(app, base_path="")
-    event = load_event("apigw-http-v2.json")
 
     def numbered(number: int, path: str) -> dict:
-        context = event["requestContext"]
-        at = {**event, "rawPath": path, "rawQueryString": "", "queryStringParameters": None}
-        at["requestContext"] = {**context, "http": {**context["http"], "path": path}}
         token = invocation.set(number)
         try:
-            return _run(handler, at, LambdaContext())
+            return _run(handler, recorded_v2_get(path), LambdaContext())
         finally:
             invocation.reset(token)
 
@@ -336,17 +345,8 @@ def ping():
 event = json.loads(sys.argv[1])
 print(build_handler(app, base_path="")(event, Context())["statusCode"])
 """
-    event = load_event("apigw-http-v2.json")
-    context = event["requestContext"]
-    event = {
-        **event,
-        "rawPath": "/ping",
-        "rawQueryString": "",
-        "queryStringParameters": None,
-        "requestContext": {**context, "http": {**context["http"], "path": "/ping"}},
-    }
     done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(event)],
+        [sys.executable, "-c", code, json.dumps(recorded_v2_get("/ping"))],
         env={**SCRUBBED, "POWERTOOLS_METRICS_NAMESPACE": "test"},
         cwd="/",
         capture_output=True,
