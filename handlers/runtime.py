@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from aws_lambda_powertools import Logger
 
-from service.core.heap import freeze_startup_heap
+from service.core.heap import building_startup_heap
 from service.observability.emf import SERVICE_NAME, invoking, metrics
 
 if TYPE_CHECKING:
@@ -97,15 +97,15 @@ def lambda_entrypoint(
 def lazy_handler(build: Callable[[], Handler]) -> Handler:
     """A handler built on its first invocation (settings and app are never built at import).
 
-    What building allocated lives as long as the execution environment: it is frozen out of
-    garbage collection, as the server does at start-up.
+    What building allocated lives as long as the execution environment: it is built with
+    garbage collection paused, then frozen out of it, as the server does at start-up.
     """
     built: list[Handler] = []
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         if not built:
-            built.append(build())
-            freeze_startup_heap()
+            with building_startup_heap():
+                built.append(build())
         return built[0](event, context)
 
     return handler

