@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidRequestError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -102,6 +102,14 @@ def _is_schema_part(part: str) -> bool:
     return bool(_SCHEMA_PART.match(part))
 
 
+def every_pooled_connection_was_closed(exc: Exception) -> bool:
+    """SQLAlchemy's pool gave up a checkout: each connection it tried (the pooled one, then new
+    ones) was found closed, as while the server restarts or fails over. It raises a bare
+    ``InvalidRequestError`` with this message (after logging "Reconnection attempts exhausted on
+    checkout"); any other ``InvalidRequestError`` is a programming error."""
+    return type(exc) is InvalidRequestError and str(exc) == "This connection is closed"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -163,6 +171,12 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
+
+    @app.exception_handler(InvalidRequestError)
+    async def _pool_gave_up(request: Request, exc: InvalidRequestError) -> JSONResponse:
+        if every_pooled_connection_was_closed(exc):
+            return await _database_down(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:

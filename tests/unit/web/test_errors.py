@@ -72,3 +72,39 @@ def test_an_escaped_refusal_is_logged_and_counted(api, caplog) -> None:
         api.get("/fail/denied")
     assert "s3:ListBucketVersions" in caplog.records[-1].getMessage()
     assert _rejected("ListObjectVersions") == before + 1
+
+
+def test_a_checkout_that_finds_every_connection_closed_is_503(tmp_path) -> None:
+    """The pool's own exception when every connection it tries at checkout is closed (a database
+    restarting or failing over) is the database being unavailable, not an internal error."""
+    from sqlalchemy import create_engine, event, text
+    from sqlalchemy.exc import DisconnectionError, InvalidRequestError
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'down.db'}")
+
+    @event.listens_for(engine, "checkout")
+    def _closed(*_args) -> None:
+        raise DisconnectionError("the server closed the connection")
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/read")
+    def read():
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT 1")).scalar()
+
+    @app.get("/misuse")
+    def misuse():
+        raise InvalidRequestError("Object is already attached to session 1")
+
+    api = TestClient(app, raise_server_exceptions=False)
+    response = api.get("/read")
+    assert response.status_code == 503
+    assert response.json()["type"] == "/problems/database-unavailable"
+    assert int(response.headers["retry-after"]) > 0
+    # Any other InvalidRequestError is a bug: 500, without details.
+    bug = api.get("/misuse")
+    assert bug.status_code == 500
+    assert bug.json()["detail"] == "An internal error occurred."
+    engine.dispose()
