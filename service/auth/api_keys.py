@@ -10,8 +10,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.auth.models import ApiKey
@@ -120,16 +121,23 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(_KEY_START)
 
 
-def authenticate_api_key(session: Session, token: str) -> Principal | None:
+_keys = cast(Table, ApiKey.__table__)
+# Core statements on the table (no ORM entity is loaded): on the request path they run as single
+# autocommitted statements (service.core.db.single_statement_connection), one round trip each.
+_FIND_KEY = select(_keys.c.id, _keys.c.owner, _keys.c.secret_hash, _keys.c.revoked_at, _keys.c.last_used_at).where(
+    _keys.c.prefix == bindparam("prefix")
+)
+_TOUCH_KEY = update(_keys).where(_keys.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+
+
+def authenticate_api_key(db: Session | Connection, token: str) -> Principal | None:
+    """The principal of an active key, remembered for VERIFIED_CACHE_SECONDS; None for any other
+    token. Marks the key used (at most once a minute) and commits that on ``db``."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_SCHEME or not parts[1] or not parts[2]:
         return None
     _, prefix, secret = parts
-    row = session.execute(
-        select(ApiKey.id, ApiKey.owner, ApiKey.secret_hash, ApiKey.revoked_at, ApiKey.last_used_at).where(
-            ApiKey.prefix == prefix
-        )
-    ).first()
+    row = db.execute(_FIND_KEY, {"prefix": prefix}).first()
     matches = hmac.compare_digest(_hash(secret), row.secret_hash if row else _DUMMY_HASH)
     if row is None or not matches or row.revoked_at is not None:
         return None
@@ -137,8 +145,8 @@ def authenticate_api_key(session: Session, token: str) -> Principal | None:
     last_used = as_utc(row.last_used_at)
     if last_used is None or now - last_used > _LAST_USED_RESOLUTION:
         # Coarse on purpose: one write per key per minute, not one per request.
-        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-        session.commit()
+        db.execute(_TOUCH_KEY, {"key_id": row.id, "now": now})
+        db.commit()
     principal = Principal(tenant=row.owner, subject=f"api-key:{prefix}", method="api_key")
     _remember(token, principal)
     return principal

@@ -61,8 +61,9 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def _verify_api_key(settings: Settings, token: str) -> Principal | None:
-    with session_scope(settings) as session:
-        return authenticate_api_key(session, token)
+    # One autocommitted SELECT (and, once a minute, an UPDATE), not BEGIN, SELECT and ROLLBACK.
+    with single_statement_connection(settings) as connection:
+        return authenticate_api_key(connection, token)
 
 
 def _verify_session_cookie(settings: Settings, cookie: str) -> Principal | None:

@@ -54,6 +54,41 @@ def test_key_is_stored_hashed(client, alice, settings):
     assert len(row.secret_hash) == 64
 
 
+def test_an_uncached_key_costs_one_autocommitted_select_and_is_marked_used_once_a_minute(alice, settings):
+    """No BEGIN and ROLLBACK around the lookup (autocommit), and last_used_at written at most
+    once a minute, in its own autocommitted UPDATE."""
+    from sqlalchemy import event, select
+
+    from service.auth import api_keys
+    from service.auth.caller import _verify_api_key
+    from service.auth.models import ApiKey
+    from service.core.db import get_engine
+
+    sent: list[tuple[str, bool]] = []
+
+    def record(connection, _cursor, statement, *_):
+        autocommit = bool(getattr(connection.connection.dbapi_connection, "autocommit", False))
+        sent.append((statement.split(None, 1)[0], autocommit))
+
+    engine = get_engine(settings)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        verified = []
+        for _ in range(2):
+            api_keys._verified.clear()  # as in another process, or after VERIFIED_CACHE_SECONDS
+            principal = _verify_api_key(settings, alice.token)
+            assert principal is not None
+            assert principal.tenant == "alice"
+            verified.append(list(sent))
+            sent.clear()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert verified == [[("SELECT", True), ("UPDATE", True)], [("SELECT", True)]]
+    with session_scope(settings) as session:
+        (last_used,) = session.execute(select(ApiKey.last_used_at)).one()
+    assert last_used is not None
+
+
 # JWT ------------------------------------------------------------------------------------------
 
 
