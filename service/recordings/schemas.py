@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import CoreSchema
 
 from service.core.problems import describe_pattern
 from service.recordings.models import Status, UploadMethod
@@ -141,8 +143,24 @@ for _ in range(MAX_METADATA_DEPTH - 1):
     _value = _nested(_value)
 
 
+class _BuiltOnce:
+    """The core schema of the type it annotates, generated the first time a model needs it and
+    reused by every later model: the unrolled metadata type is a few hundred schema nodes, which
+    pydantic would otherwise generate again for each model with a metadata field (several per
+    app, built on every cold start)."""
+
+    def __init__(self) -> None:
+        self._schema: CoreSchema | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        if self._schema is None:
+            self._schema = handler(source)
+        return self._schema
+
+
 Metadata = Annotated[
     dict[MetadataKey, _value],
+    _BuiltOnce(),
     Field(
         max_length=MAX_METADATA_KEYS,
         json_schema_extra=_keys_as_property_names,
