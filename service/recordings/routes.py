@@ -78,7 +78,7 @@ def build_router(settings: Settings) -> APIRouter:
             rows = service.repair_pending(
                 session=session, storage=caller.storage, recordings=rows, max_bytes=caller.settings.max_upload_bytes
             )
-            return RecordingPage(items=[service.to_out(row) for row in rows], next_cursor=next_cursor)
+            return service.page_out(rows, next_cursor)
 
         return model_response(routed_read(caller.settings, page))
 

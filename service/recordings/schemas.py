@@ -179,6 +179,8 @@ def stored_metadata_is_servable(value: Any) -> bool:
     may nest deeper than the serializer allows, or hold values JSON cannot)."""
     if not isinstance(value, dict):
         return False
+    if not any(isinstance(child, (dict, list)) for child in value.values()):
+        return True  # a flat object, as most are: nothing to walk
     return metadata_depth(value) <= 64
 
 
