@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
-from sqlalchemy.orm import Session
 
 from service.auth.caller import Caller, CallerDep
 from service.core.problems import NotFound
@@ -24,7 +23,7 @@ from service.recordings.schemas import (
     RecordingUpdate,
     recording_create_model,
 )
-from service.recordings.store import RecordingRow
+from service.recordings.store import Executor, RecordingRow
 from service.web.openapi import PROBLEM
 from service.web.read_routing import PrimaryNeeded, routed_read
 from service.web.responses import model_response
@@ -69,14 +68,14 @@ def build_router(settings: Settings) -> APIRouter:
 
         Read from the read replica when one is configured and within the lag limit."""
 
-        def page(session: Session, on_replica: bool) -> RecordingPage:
+        def page(db: Executor, on_replica: bool) -> RecordingPage:
             rows, next_cursor = service.list_recordings(
-                session, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
+                db, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
             )
             if on_replica and any(service.may_need_repair(row) for row in rows):
                 raise PrimaryNeeded  # verifying an upload writes: the primary reads and repairs
             rows = service.repair_pending(
-                session=session, storage=caller.storage, recordings=rows, max_bytes=caller.settings.max_upload_bytes
+                db=db, storage=caller.storage, recordings=rows, max_bytes=caller.settings.max_upload_bytes
             )
             return service.page_out(rows, next_cursor)
 
@@ -96,7 +95,7 @@ def build_router(settings: Settings) -> APIRouter:
         if service.may_need_repair(row):
             with caller.session() as session:
                 (row,) = service.repair_pending(
-                    session=session,
+                    db=session,
                     storage=caller.storage,
                     recordings=[row],
                     max_bytes=caller.settings.max_upload_bytes,
@@ -156,17 +155,17 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _downloadable(caller: Caller, recording_id: uuid.UUID) -> Callable[[Session, bool], RecordingRow]:
+def _downloadable(caller: Caller, recording_id: uuid.UUID) -> Callable[[Executor, bool], RecordingRow]:
     """The routed read behind download and play: the replica answers only for a recording it has
     ``available``; anything else (not there yet, just completed, restored or verified, pending
     bytes to verify) is read, and repaired, on the primary."""
 
-    def read(session: Session, on_replica: bool) -> RecordingRow:
-        recording = service.get_owned(session, principal=caller.principal, recording_id=recording_id)
+    def read(db: Executor, on_replica: bool) -> RecordingRow:
+        recording = service.get_owned(db, principal=caller.principal, recording_id=recording_id)
         if on_replica and recording.status != Status.AVAILABLE:
             raise PrimaryNeeded
         (recording,) = service.repair_pending(
-            session=session, storage=caller.storage, recordings=[recording], max_bytes=caller.settings.max_upload_bytes
+            db=db, storage=caller.storage, recordings=[recording], max_bytes=caller.settings.max_upload_bytes
         )
         return recording
 

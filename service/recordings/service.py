@@ -116,7 +116,7 @@ def may_need_repair(recording: RecordingRow) -> bool:
 
 
 def repair_pending(
-    *, session: Session, storage: Storage, recordings: list[RecordingRow], max_bytes: int = S3_MAX_OBJECT_BYTES
+    *, db: Executor, storage: Storage, recordings: list[RecordingRow], max_bytes: int = S3_MAX_OBJECT_BYTES
 ) -> list[RecordingRow]:
     """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does;
     the recordings as they are afterwards.
@@ -135,7 +135,7 @@ def repair_pending(
             info = uploads.inspect_object(storage=storage, recording=recording)
             if info is not None:
                 recording = uploads.finalize(
-                    session=session, storage=storage, recording=recording, info=info, max_bytes=max_bytes
+                    session=db, storage=storage, recording=recording, info=info, max_bytes=max_bytes
                 )
         repaired.append(recording)
     return repaired

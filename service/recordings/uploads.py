@@ -23,7 +23,7 @@ from service.core.storage import ObjectInfo, Part, Storage, StorageUnavailable
 from service.observability import lifecycle as events
 from service.recordings import store
 from service.recordings.models import Status, UploadMethod
-from service.recordings.store import RecordingRow
+from service.recordings.store import Executor, RecordingRow
 
 log = logging.getLogger("service.uploads")
 
@@ -140,13 +140,14 @@ def inspect_object(*, storage: Storage, recording: RecordingRow) -> ObjectInfo |
 
 def finalize(
     *,
-    session: Session,
+    session: Executor,
     storage: Storage,
     recording: RecordingRow,
     info: ObjectInfo | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
 ) -> RecordingRow:
-    """Apply the verdict once (pending -> available | failed) and return the current row."""
+    """Apply the verdict once (pending -> available | failed) and return the current row. The
+    change is committed on ``session`` (a Session, or a connection whose statements autocommit)."""
     verdict = verify_object(recording, info, max_bytes)
     values: dict[str, object] = {"updated_at": utcnow(), "upload_id": None}
     if verdict.ok and info is not None:

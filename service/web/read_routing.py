@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
@@ -106,8 +106,8 @@ def replay_lag_seconds(session: Session) -> float:
     return float(session.execute(REPLAY_LAG).scalar_one())
 
 
-def routed_read(settings: Settings, work: Callable[[Session, bool], T]) -> T:
-    """Run ``work(session, on_replica)`` on the replica when it may answer, else on the primary.
+def routed_read(settings: Settings, work: Callable[[Session | Connection, bool], T]) -> T:
+    """Run ``work(db, on_replica)`` on the replica when it may answer, else on the primary.
 
     ``work`` raises :class:`PrimaryNeeded` (or ``NotFound``) on the replica when the answer may
     be behind a recent write; it is then run again on the primary. On the primary it may write
@@ -121,17 +121,17 @@ def routed_read(settings: Settings, work: Callable[[Session, bool], T]) -> T:
             return reason[0]
         domain_metrics.record_read_fallback(reason)
     # On the primary every statement of a read stands alone (a page, a row; a repair is one
-    # conditional UPDATE): no BEGIN and ROLLBACK around them, one round trip per statement.
-    with (
-        single_statement_connection(settings) as connection,
-        Session(bind=connection, expire_on_commit=False) as session,
-    ):
-        result = work(session, False)
+    # conditional UPDATE): no BEGIN and ROLLBACK around them, one round trip per statement, on
+    # the connection itself (a Session around it would only add its own bookkeeping).
+    with single_statement_connection(settings) as connection:
+        result = work(connection, False)
     domain_metrics.record_read("primary")
     return result
 
 
-def _try_replica(settings: Settings, replica: Settings, work: Callable[[Session, bool], T]) -> tuple[T] | str:
+def _try_replica(
+    settings: Settings, replica: Settings, work: Callable[[Session | Connection, bool], T]
+) -> tuple[T] | str:
     """``(result,)`` from the replica, or the reason it could not answer."""
     if _skipping(replica):
         return "unreachable"

@@ -69,9 +69,9 @@ def test_a_read_on_the_primary_runs_each_statement_alone(one_connection):
     from service.recordings import store
     from service.web.read_routing import routed_read
 
-    def work(session, on_replica):
-        store.page(session, tenant="nobody", limit=5, after=None, status=None)
-        raw = session.connection().connection.dbapi_connection
+    def work(db, on_replica):
+        store.page(db, tenant="nobody", limit=5, after=None, status=None)
+        raw = store._connection(db).connection.dbapi_connection
         return on_replica, raw.autocommit, raw.get_transaction_status()
 
     assert routed_read(one_connection, work) == (False, True, ext.TRANSACTION_STATUS_IDLE)
