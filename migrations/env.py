@@ -8,10 +8,10 @@ from sqlalchemy import create_engine
 
 from service.core.db import database_url, owner_settings
 from service.core.settings import get_settings
-from service.models import Base
+from service.models import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _configure(connection) -> None:

@@ -9,13 +9,12 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import cast
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Table, bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from service.auth.models import ApiKey
+from service.auth.models import api_keys as _keys
 from service.auth.principal import Principal, valid_tenant
 from service.core.clock import as_utc, utcnow
 
@@ -29,9 +28,24 @@ _LAST_USED_RESOLUTION = timedelta(minutes=1)
 _DUMMY_HASH = hashlib.sha256(b"unknown-key").hexdigest()
 
 
+class ApiKeyRow(NamedTuple):
+    """An API key as listings show it (everything but the secret's hash)."""
+
+    id: uuid.UUID
+    owner: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+_LISTED = tuple(_keys.c[name] for name in ApiKeyRow._fields)
+
+
 @dataclass(frozen=True)
 class NewApiKey:
-    row: ApiKey
+    row: ApiKeyRow
     token: str
 
 
@@ -39,24 +53,32 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, owner: str, name: str) -> NewApiKey:
+def create_api_key(session: Connection, *, owner: str, name: str) -> NewApiKey:
     if not valid_tenant(owner):
         raise ValueError("owner must be 1-128 characters: letters, digits and . _ @ + -, starting alphanumeric")
     if owner.lower().startswith("jwt-"):
         raise ValueError("owner must not start with 'jwt-': that namespace belongs to JWT tenants")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(owner=owner, name=name[:100], prefix=prefix, secret_hash=_hash(secret))
-    session.add(row)
+    row = ApiKeyRow(
+        id=uuid.uuid4(),
+        owner=owner,
+        name=name[:100],
+        prefix=prefix,
+        created_at=utcnow(),
+        last_used_at=None,
+        revoked_at=None,
+    )
+    session.execute(insert(_keys).values(**row._asdict(), secret_hash=_hash(secret)))
     session.commit()
     return NewApiKey(row=row, token=f"{KEY_SCHEME}_{prefix}_{secret}")
 
 
-def list_api_keys(session: Session, *, owner: str | None = None) -> list[ApiKey]:
-    statement = select(ApiKey).order_by(ApiKey.created_at)
+def list_api_keys(session: Connection, *, owner: str | None = None) -> list[ApiKeyRow]:
+    statement = select(*_LISTED).order_by(_keys.c.created_at)
     if owner:
-        statement = statement.where(ApiKey.owner == owner)
-    return list(session.scalars(statement))
+        statement = statement.where(_keys.c.owner == owner)
+    return [ApiKeyRow._make(row) for row in session.execute(statement)]
 
 
 @dataclass(frozen=True)
@@ -64,17 +86,17 @@ class Revoked:
     sessions_ended: int
 
 
-def revoke_api_key(session: Session, *, prefix: str) -> Revoked | None:
+def revoke_api_key(session: Connection, *, prefix: str) -> Revoked | None:
     """Revoke the key and end the browser sessions made with it, in one transaction; None when
     no active key has this prefix. Other processes stop trusting the key within
     VERIFIED_CACHE_SECONDS; its sessions end everywhere at once (each request reads them)."""
     from service.auth.sessions import end_sessions_of_key
 
     key_id = session.execute(
-        update(ApiKey)
-        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        update(_keys)
+        .where(_keys.c.prefix == prefix, _keys.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-        .returning(ApiKey.id)
+        .returning(_keys.c.id)
     ).scalar()
     ended = end_sessions_of_key(session, key_id) if key_id is not None else 0
     session.commit()
@@ -84,15 +106,17 @@ def revoke_api_key(session: Session, *, prefix: str) -> Revoked | None:
     return Revoked(sessions_ended=ended) if key_id is not None else None
 
 
-def lock_active_key(session: Session, principal: Principal) -> uuid.UUID | None:
+def lock_active_key(session: Connection, principal: Principal) -> uuid.UUID | None:
     """The id of the API key behind ``principal`` if it is still active, read from the database
     (never the cache) and locked until the transaction ends, so a concurrent revoke waits for a
     session being made with it and then ends that session too."""
     prefix = principal.subject.removeprefix("api-key:")
-    row = session.execute(select(ApiKey.id, ApiKey.revoked_at).where(ApiKey.prefix == prefix).with_for_update()).first()
+    row = session.execute(
+        select(_keys.c.id, _keys.c.revoked_at).where(_keys.c.prefix == prefix).with_for_update()
+    ).first()
     if row is None or row.revoked_at is not None:
         return None
-    key_id, _ = row
+    key_id: uuid.UUID = row.id
     return key_id
 
 
@@ -121,7 +145,6 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(_KEY_START)
 
 
-_keys = cast(Table, ApiKey.__table__)
 # Core statements on the table (no ORM entity is loaded): on the request path they run as single
 # autocommitted statements (service.core.db.single_statement_connection), one round trip each.
 _FIND_KEY = select(_keys.c.id, _keys.c.owner, _keys.c.secret_hash, _keys.c.revoked_at, _keys.c.last_used_at).where(
@@ -130,7 +153,7 @@ _FIND_KEY = select(_keys.c.id, _keys.c.owner, _keys.c.secret_hash, _keys.c.revok
 _TOUCH_KEY = update(_keys).where(_keys.c.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 
 
-def authenticate_api_key(db: Session | Connection, token: str) -> Principal | None:
+def authenticate_api_key(db: Connection, token: str) -> Principal | None:
     """The principal of an active key, remembered for VERIFIED_CACHE_SECONDS; None for any other
     token. Marks the key used (at most once a minute) and commits that on ``db``."""
     parts = token.split("_", 2)

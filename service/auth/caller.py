@@ -9,7 +9,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 
@@ -17,7 +16,7 @@ from service.auth.api_keys import authenticate_api_key, cached_api_key, looks_li
 from service.auth.limits import check_auth_failures, enforce_rate_limit, record_auth_failure
 from service.auth.principal import Principal
 from service.auth.sessions import authenticate_session, require_allowed_origin
-from service.core.db import session_factory, session_scope, single_statement_connection
+from service.core.db import new_session, session_scope, single_statement_connection
 from service.core.problems import Unauthorized
 from service.core.settings import Settings
 from service.core.storage import Storage
@@ -41,9 +40,10 @@ class Caller:
             self._storage = Storage.from_settings(self.settings)
         return self._storage
 
-    def session(self) -> Session:
-        """A new database session; use it as ``with caller.session() as session:``."""
-        return session_factory(self.settings)()
+    def session(self) -> Connection:
+        """A new database session (service/core/db.py); use it as
+        ``with caller.session() as session:`` and commit what must persist."""
+        return new_session(self.settings)
 
     def connection(self) -> AbstractContextManager[Connection]:
         """A connection for one statement: ``with caller.connection() as connection:``."""

@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, delete, insert, select
 
 from service.auth.principal import Principal
-from service.auth.session_models import BrowserSession
+from service.auth.session_models import browser_sessions
 from service.core.clock import as_utc, utcnow
 from service.core.db import rowcount
 from service.core.problems import ProblemError, Unauthorized
@@ -36,7 +35,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(*, session: Session, settings: Settings, principal: Principal) -> tuple[str, datetime]:
+def start_session(*, session: Connection, settings: Settings, principal: Principal) -> tuple[str, datetime]:
     """Store a new session for ``principal``; returns the cookie token (shown once) and expiry.
 
     The session remembers its credential: one made with an API key ends when the key is revoked
@@ -60,10 +59,12 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
             raise Unauthorized("The token has expired.")
     # Expired rows of this tenant go now, so the table stays small between reaper runs.
     session.execute(
-        delete(BrowserSession).where(BrowserSession.owner == principal.tenant, BrowserSession.expires_at < now)
+        delete(browser_sessions).where(
+            browser_sessions.c.owner == principal.tenant, browser_sessions.c.expires_at < now
+        )
     )
-    session.add(
-        BrowserSession(
+    session.execute(
+        insert(browser_sessions).values(
             token_hash=_hash(token),
             owner=principal.tenant,
             subject=principal.subject[:255],
@@ -76,24 +77,28 @@ def start_session(*, session: Session, settings: Settings, principal: Principal)
     return token, expires
 
 
-def end_sessions_of_key(session: Session, api_key_id: uuid.UUID) -> int:
+def end_sessions_of_key(session: Connection, api_key_id: uuid.UUID) -> int:
     """Delete the sessions made with this API key (the caller commits); returns how many."""
-    result = session.execute(delete(BrowserSession).where(BrowserSession.api_key_id == api_key_id))
+    result = session.execute(delete(browser_sessions).where(browser_sessions.c.api_key_id == api_key_id))
     return rowcount(result)
 
 
-def delete_expired_sessions(session: Session, *, now: datetime | None = None) -> int:
+def delete_expired_sessions(session: Connection, *, now: datetime | None = None) -> int:
     """Remove sessions past their expiry (the reaper calls this); returns how many."""
-    removed = rowcount(session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= (now or utcnow()))))
+    removed = rowcount(
+        session.execute(delete(browser_sessions).where(browser_sessions.c.expires_at <= (now or utcnow())))
+    )
     session.commit()
     return removed
 
 
-def authenticate_session(session: Session, token: str) -> tuple[Principal, datetime] | None:
+def authenticate_session(session: Connection, token: str) -> tuple[Principal, datetime] | None:
     if not token or len(token) > 256:
         return None
     row = session.execute(
-        select(BrowserSession.owner, BrowserSession.expires_at).where(BrowserSession.token_hash == _hash(token))
+        select(browser_sessions.c.owner, browser_sessions.c.expires_at).where(
+            browser_sessions.c.token_hash == _hash(token)
+        )
     ).first()
     if row is None:
         return None
@@ -104,8 +109,8 @@ def authenticate_session(session: Session, token: str) -> tuple[Principal, datet
     return Principal(tenant=owner, subject="session", method="session"), expires_at
 
 
-def end_session(session: Session, token: str) -> None:
-    session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _hash(token)))
+def end_session(session: Connection, token: str) -> None:
+    session.execute(delete(browser_sessions).where(browser_sessions.c.token_hash == _hash(token)))
     session.commit()
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
 from service.core.problems import Conflict, InvalidRequest, NotFound
@@ -108,7 +107,7 @@ def create_multipart(**kwargs: Any) -> dict[str, Any]:
     return {"key": recording.s3_key, "uploadId": opened.upload_id, "bucket": kwargs["storage"].bucket}
 
 
-def owned_upload(db: store.Executor, *, principal: Principal, upload_id: str, key: str) -> RecordingRow:
+def owned_upload(db: Connection, *, principal: Principal, upload_id: str, key: str) -> RecordingRow:
     """The caller's recording behind ``key`` and ``upload_id``; anything else is a 404."""
     recording = store.at_key(db, key=key, tenant=principal.tenant)
     # A finished upload forgets its id (complete is idempotent); an open one must match it.
@@ -129,7 +128,7 @@ def sign_parts(*, storage: Storage, recording: RecordingRow, part_numbers: list[
 
 
 def complete(
-    *, session: Session, storage: Storage, settings: Settings, recording: RecordingRow, parts: list[Part]
+    *, session: Connection, storage: Storage, settings: Settings, recording: RecordingRow, parts: list[Part]
 ) -> dict[str, Any]:
     recording = uploads.complete_upload(
         session=session, storage=storage, recording=recording, parts=parts, max_bytes=settings.max_upload_bytes
@@ -137,7 +136,7 @@ def complete(
     return {"location": bucket_url(storage) + recording.s3_key, "key": recording.s3_key, "bucket": storage.bucket}
 
 
-def abort(*, session: Session, storage: Storage, recording: RecordingRow) -> None:
+def abort(*, session: Connection, storage: Storage, recording: RecordingRow) -> None:
     if recording.status != Status.PENDING:
         raise Conflict(f"The upload is no longer open (recording is {recording.status}); delete the recording instead.")
     recordings.delete_recording(session=session, storage=storage, recording=recording)

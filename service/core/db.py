@@ -1,5 +1,10 @@
-"""Engine and session factory. The pool is chosen per runtime: pooled on a server, a connection
-per invocation on Lambda (meant to sit behind RDS Proxy).
+"""Engine, table metadata and database sessions. The pool is chosen per runtime: pooled on a
+server, one connection kept per execution environment on Lambda (meant to sit behind RDS Proxy).
+
+A database session here is a SQLAlchemy Core ``Connection`` ("commit as you go"): its first
+statement begins a transaction, ``commit()`` ends it, and closing it rolls back whatever was not
+committed. The tables are Core ``Table`` objects on ``metadata``; nothing imports SQLAlchemy's
+ORM, which would add its import (about 60 ms of CPU) to every Lambda cold start.
 
 Nothing here sends libpq startup ``options`` or session-level ``SET``: RDS Proxy refuses the
 first and pins connections for the second. The statement timeout is a database setting that the
@@ -15,11 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, MetaData, Result, create_engine, event
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 
 from service.core import signals
@@ -28,8 +32,8 @@ from service.core.settings import Settings
 log = logging.getLogger("service.core.db")
 
 
-class Base(DeclarativeBase):
-    pass
+# Every table of the service (service/models.py imports them all, for Alembic and the tests).
+metadata = MetaData()
 
 
 def database_url(settings: Settings) -> URL:
@@ -132,7 +136,6 @@ def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
 _SettingsKey = tuple[str, str | None, str | None, int, str, int, int]
 
 _engines: dict[_SettingsKey, Engine] = {}
-_factories: dict[_SettingsKey, sessionmaker[Session]] = {}
 _lock = threading.Lock()
 
 
@@ -286,12 +289,10 @@ def get_engine(settings: Settings) -> Engine:
     return engine
 
 
-def session_factory(settings: Settings) -> sessionmaker[Session]:
-    key = _settings_key(settings)
-    factory = _factories.get(key)
-    if factory is None:
-        factory = _factories[key] = sessionmaker(bind=get_engine(settings), expire_on_commit=False)
-    return factory
+def new_session(settings: Settings) -> Connection:
+    """A database session for one unit of work, checked out of the engine's pool; use it as
+    ``with new_session(settings) as session:`` and ``session.commit()`` what must persist."""
+    return get_engine(settings).connect()
 
 
 def reset_engine(settings: Settings) -> None:
@@ -299,7 +300,6 @@ def reset_engine(settings: Settings) -> None:
     key = _settings_key(settings)
     with _lock:
         engine = _engines.pop(key, None)
-        _factories.pop(key, None)
     if engine is not None:
         engine.dispose()
 
@@ -308,7 +308,6 @@ def dispose_engines() -> None:
     with _lock:
         engines = list(_engines.values())
         _engines.clear()
-        _factories.clear()
     for engine in engines:
         engine.dispose()
 
@@ -345,16 +344,29 @@ def single_statement_connection(settings: Settings) -> Iterator[Connection]:
             info.pop(_SINGLE_STATEMENT, None)
 
 
+def begin_unless_single_statement(connection: Connection) -> None:
+    """Begin SQLAlchemy's transaction on a session, as ``Connection.execute`` does before its
+    first statement, for code that runs statements on the DBAPI connection itself
+    (service/recordings/store.py). Without it SQLAlchemy would know of no transaction:
+    ``commit()`` would commit nothing, and a connection left in autocommit by
+    ``single_statement_connection`` would stay in it. The ``begin`` event switches the driver
+    out of autocommit (``_transactions_where_begun``). A single-statement connection is left as
+    it is: each statement commits on its own."""
+    if not connection.in_transaction() and not connection.info.get(_SINGLE_STATEMENT):
+        connection.begin()
+
+
 def rowcount(result: Result[*tuple[Any, ...]]) -> int:
-    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a Result; for
-    DML without RETURNING it is a CursorResult, which has ``rowcount``."""
+    """The rows an UPDATE or DELETE matched. ``Connection.execute`` of a generic statement is
+    typed to return a Result; for DML without RETURNING it is a CursorResult, which has
+    ``rowcount``."""
     return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 @contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
+def session_scope(settings: Settings) -> Iterator[Connection]:
     """A session for one unit of work outside a request (CLI, jobs); rolled back on error."""
-    session = session_factory(settings)()
+    session = new_session(settings)
     try:
         yield session
     except BaseException:

@@ -2,15 +2,25 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Enum, Index, Integer, String, Uuid, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Enum,
+    Index,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.clock import utcnow
-from service.core.db import Base
+from service.core.db import metadata
 
 
 class Status(enum.StrEnum):
@@ -42,46 +52,43 @@ def _stored_as_text(enum_type: type[enum.StrEnum]) -> Enum:
     )
 
 
-class Recording(Base):
-    __tablename__ = "recordings"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'available', 'failed', 'expired', 'deleted')", name="ck_recordings_status"
-        ),
-        CheckConstraint("size_bytes > 0", name="ck_recordings_size_positive"),
-        CheckConstraint("upload_method IN ('POST', 'MULTIPART')", name="ck_recordings_upload_method"),
-        # Keyset pagination per owner, newest first.
-        Index("ix_recordings_owner_created_id", "owner", "created_at", "id"),
-        # The reaper's scan of stale pending uploads.
-        Index("ix_recordings_status_created", "status", "created_at"),
-        # The reaper's scan of keys whose upload window closed and that were not swept yet.
-        Index(
-            "ix_recordings_unswept",
-            "created_at",
-            postgresql_where=text("swept_at IS NULL"),
-            sqlite_where=text("swept_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    owner: Mapped[str] = mapped_column(String(128), nullable=False)
-    title: Mapped[str | None] = mapped_column(String(200))
-    filename: Mapped[str] = mapped_column(String(255), nullable=False)
-    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Uuid, primary_key=True, default=uuid.uuid4),
+    Column("owner", String(128), nullable=False),
+    Column("title", String(200)),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(255), nullable=False),
     # None while a browser upload that did not declare its size is pending; then the object's size.
-    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    checksum_sha256: Mapped[str | None] = mapped_column(String(44))
-    s3_key: Mapped[str] = mapped_column(String(512), nullable=False, unique=True)
-    s3_version_id: Mapped[str | None] = mapped_column(String(1024))
-    upload_method: Mapped[UploadMethod] = mapped_column(_stored_as_text(UploadMethod), nullable=False)
-    upload_id: Mapped[str | None] = mapped_column(String(1024))
-    part_size: Mapped[int | None] = mapped_column(BigInteger)
-    part_count: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[Status] = mapped_column(_stored_as_text(Status), nullable=False, default=Status.PENDING)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, nullable=False, default=dict)
-    failure_reason: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    swept_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    Column("size_bytes", BigInteger),
+    Column("checksum_sha256", String(44)),
+    Column("s3_key", String(512), nullable=False, unique=True),
+    Column("s3_version_id", String(1024)),
+    Column("upload_method", _stored_as_text(UploadMethod), nullable=False),
+    Column("upload_id", String(1024)),
+    Column("part_size", BigInteger),
+    Column("part_count", Integer),
+    Column("status", _stored_as_text(Status), nullable=False, default=Status.PENDING),
+    Column("metadata", JSONType, nullable=False, default=dict),
+    Column("failure_reason", String(500)),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("swept_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('pending', 'available', 'failed', 'expired', 'deleted')", name="ck_recordings_status"),
+    CheckConstraint("size_bytes > 0", name="ck_recordings_size_positive"),
+    CheckConstraint("upload_method IN ('POST', 'MULTIPART')", name="ck_recordings_upload_method"),
+    # Keyset pagination per owner, newest first.
+    Index("ix_recordings_owner_created_id", "owner", "created_at", "id"),
+    # The reaper's scan of stale pending uploads.
+    Index("ix_recordings_status_created", "status", "created_at"),
+    # The reaper's scan of keys whose upload window closed and that were not swept yet.
+    Index(
+        "ix_recordings_unswept",
+        "created_at",
+        postgresql_where=text("swept_at IS NULL"),
+        sqlite_where=text("swept_at IS NULL"),
+    ),
+)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy import Connection
 
 from service.auth.caller import Caller, CallerDep
 from service.core.problems import NotFound
@@ -23,7 +24,7 @@ from service.recordings.schemas import (
     RecordingUpdate,
     recording_create_model,
 )
-from service.recordings.store import Executor, RecordingRow
+from service.recordings.store import RecordingRow
 from service.web.openapi import PROBLEM
 from service.web.read_routing import PrimaryNeeded, routed_read
 from service.web.responses import model_response
@@ -68,7 +69,7 @@ def build_router(settings: Settings) -> APIRouter:
 
         Read from the read replica when one is configured and within the lag limit."""
 
-        def page(db: Executor, on_replica: bool) -> RecordingPage:
+        def page(db: Connection, on_replica: bool) -> RecordingPage:
             rows, next_cursor = service.list_recordings(
                 db, principal=caller.principal, limit=limit, cursor=cursor, status=status_filter
             )
@@ -155,12 +156,12 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _downloadable(caller: Caller, recording_id: uuid.UUID) -> Callable[[Executor, bool], RecordingRow]:
+def _downloadable(caller: Caller, recording_id: uuid.UUID) -> Callable[[Connection, bool], RecordingRow]:
     """The routed read behind download and play: the replica answers only for a recording it has
     ``available``; anything else (not there yet, just completed, restored or verified, pending
     bytes to verify) is read, and repaired, on the primary."""
 
-    def read(db: Executor, on_replica: bool) -> RecordingRow:
+    def read(db: Connection, on_replica: bool) -> RecordingRow:
         recording = service.get_owned(db, principal=caller.principal, recording_id=recording_id)
         if on_replica and recording.status != Status.AVAILABLE:
             raise PrimaryNeeded

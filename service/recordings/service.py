@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from service.auth.principal import Principal
 from service.core.clock import as_utc, utcnow
@@ -37,7 +36,7 @@ from service.recordings.schemas import (
     metadata_bytes,
     stored_metadata_is_servable,
 )
-from service.recordings.store import Executor, RecordingRow
+from service.recordings.store import RecordingRow
 
 log = logging.getLogger("service.recordings")
 
@@ -97,7 +96,7 @@ def _allowed_pattern(allowed: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(pattern.lower())})" for pattern in allowed) or "(?!)")
 
 
-def get_owned(db: Executor, *, principal: Principal, recording_id: uuid.UUID, lock: bool = False) -> RecordingRow:
+def get_owned(db: Connection, *, principal: Principal, recording_id: uuid.UUID, lock: bool = False) -> RecordingRow:
     """The caller's recording; another tenant's is indistinguishable from a missing one (404)."""
     recording = store.owned(db, tenant=principal.tenant, recording_id=recording_id, lock=lock)
     if recording is None:
@@ -116,7 +115,7 @@ def may_need_repair(recording: RecordingRow) -> bool:
 
 
 def repair_pending(
-    *, db: Executor, storage: Storage, recordings: list[RecordingRow], max_bytes: int = S3_MAX_OBJECT_BYTES
+    *, db: Connection, storage: Storage, recordings: list[RecordingRow], max_bytes: int = S3_MAX_OBJECT_BYTES
 ) -> list[RecordingRow]:
     """Verify pending single (POST) uploads whose object has arrived, exactly as ``complete`` does;
     the recordings as they are afterwards.
@@ -290,7 +289,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def list_recordings(
-    db: Executor, *, principal: Principal, limit: int, cursor: str | None, status: Status | None
+    db: Connection, *, principal: Principal, limit: int, cursor: str | None, status: Status | None
 ) -> tuple[list[RecordingRow], str | None]:
     """A page of the caller's recordings, newest first, and the cursor of the next page."""
     after = decode_cursor(cursor) if cursor else None
@@ -313,7 +312,7 @@ def check_metadata_size(metadata: dict[str, Any], settings: Settings) -> None:
 
 
 def update_recording(
-    *, session: Session, settings: Settings, recording: RecordingRow, data: RecordingUpdate
+    *, session: Connection, settings: Settings, recording: RecordingRow, data: RecordingUpdate
 ) -> RecordingRow:
     if recording.status == Status.DELETED:
         raise Conflict("A deleted recording cannot be changed; restore it first.")
@@ -329,7 +328,7 @@ def update_recording(
     return updated or recording
 
 
-def delete_recording(*, session: Session, storage: Storage, recording: RecordingRow) -> None:
+def delete_recording(*, session: Connection, storage: Storage, recording: RecordingRow) -> None:
     """Pending: abort and purge the partial bytes. Available: delete (restorable). Idempotent."""
     previous = recording.status
     if previous == Status.DELETED:
@@ -356,7 +355,7 @@ def delete_recording(*, session: Session, storage: Storage, recording: Recording
 
 
 def restore_recording(
-    *, session: Session, storage: Storage, settings: Settings, recording: RecordingRow
+    *, session: Connection, storage: Storage, settings: Settings, recording: RecordingRow
 ) -> RecordingRow:
     if recording.status != Status.DELETED:
         raise Conflict(f"Only deleted recordings can be restored; this one is {recording.status}.")

@@ -13,7 +13,7 @@ Writes that change a recording's state are conditional (``WHERE status = <expect
 the new row in the same round trip (``RETURNING``): whichever caller gets there first makes the
 change, the others get ``None`` and read what it became.
 
-The functions take a ``Session`` or a ``Connection``; the caller owns the transaction.
+The functions take a database session (a ``Connection``); the caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import Insert, Select, Update
 from sqlalchemy.sql.schema import ColumnDefault
 
-from service.recordings.models import Recording, Status, UploadMethod
-
-Executor = Session | Connection
+from service.core.db import begin_unless_single_statement
+from service.recordings.models import Status, UploadMethod, recordings
 
 
 class RecordingRow(NamedTuple):
@@ -65,7 +63,7 @@ class RecordingRow(NamedTuple):
     swept_at: datetime | None
 
 
-_table = cast(Table, Recording.__table__)
+_table = recordings
 _COLUMNS = tuple(_table.c[name] for name in RecordingRow._fields)
 _ROWS = select(*_COLUMNS)
 _DESC = (_table.c.created_at.desc(), _table.c.id.desc())
@@ -109,22 +107,20 @@ class _Prebuilt:
         return found
 
 
-def _connection(db: Executor) -> Connection:
-    return db if isinstance(db, Connection) else db.connection()
-
-
 def _driver_params(params: dict[str, Any]) -> dict[str, Any]:
     if "metadata" in params:  # JSON text, which PostgreSQL takes for the jsonb column
         return {**params, "metadata": json.dumps(params["metadata"])}
     return params
 
 
-def _fetch(db: Executor, prebuilt: _Prebuilt, params: dict[str, Any], *, returns: bool = True) -> list[RecordingRow]:
+def _fetch(db: Connection, prebuilt: _Prebuilt, params: dict[str, Any], *, returns: bool = True) -> list[RecordingRow]:
     """Run ``prebuilt`` with ``params``; the rows it returns (none read when not ``returns``)."""
-    connection = _connection(db)
+    connection = db
     if connection.dialect.name != "postgresql":
         result = connection.execute(prebuilt.statement, params)
         return [RecordingRow._make(row) for row in result] if returns else []
+    # What Connection.execute would do first: begin the session's transaction.
+    begin_unless_single_statement(connection)
     dbapi_connection = connection.connection.dbapi_connection
     if dbapi_connection is None:  # only an invalidated connection has none
         raise RuntimeError("the connection has no DBAPI connection")
@@ -149,7 +145,7 @@ def _fetch(db: Executor, prebuilt: _Prebuilt, params: dict[str, Any], *, returns
         cursor.close()
 
 
-def _fetch_one(db: Executor, prebuilt: _Prebuilt, params: dict[str, Any]) -> RecordingRow | None:
+def _fetch_one(db: Connection, prebuilt: _Prebuilt, params: dict[str, Any]) -> RecordingRow | None:
     rows = _fetch(db, prebuilt, params)
     return rows[0] if rows else None
 
@@ -162,13 +158,13 @@ _AT_KEY = _Prebuilt(_AT_KEY_STATEMENT)
 _OWNED_AT_KEY = _Prebuilt(_AT_KEY_STATEMENT.where(_table.c.owner == bindparam("owner")))
 
 
-def owned(db: Executor, *, tenant: str, recording_id: uuid.UUID, lock: bool = False) -> RecordingRow | None:
+def owned(db: Connection, *, tenant: str, recording_id: uuid.UUID, lock: bool = False) -> RecordingRow | None:
     """The tenant's recording (another tenant's is the same as none). ``lock``: ``FOR UPDATE``,
     held until the transaction ends (PostgreSQL; SQLite serializes writers anyway)."""
     return _fetch_one(db, _OWNED_LOCKED if lock else _OWNED, {"recording_id": recording_id, "owner": tenant})
 
 
-def at_key(db: Executor, *, key: str, tenant: str | None = None) -> RecordingRow | None:
+def at_key(db: Connection, *, key: str, tenant: str | None = None) -> RecordingRow | None:
     """The recording stored at ``key`` (keys are unique), optionally only the tenant's."""
     if tenant is None:
         return _fetch_one(db, _AT_KEY, {"key": key})
@@ -179,7 +175,7 @@ _INSERT = _Prebuilt(insert(_table))
 _NULLS = dict.fromkeys(RecordingRow._fields)
 
 
-def insert_row(db: Executor, values: dict[str, Any]) -> RecordingRow:
+def insert_row(db: Connection, values: dict[str, Any]) -> RecordingRow:
     """Insert a recording from the given columns; the others take the table's Python-side
     defaults, or NULL. The row as stored is known without reading it back: the table has no
     server-side defaults (tests/api/test_store_rows.py holds it to that), so no
@@ -226,7 +222,7 @@ _PAGES = {
 
 
 def page(
-    db: Executor,
+    db: Connection,
     *,
     tenant: str,
     limit: int,
@@ -251,7 +247,7 @@ _OPEN_UPLOADS = select(func.count()).select_from(
 )
 
 
-def count_open_uploads(db: Executor, *, tenant: str, cap: int) -> int:
+def count_open_uploads(db: Connection, *, tenant: str, cap: int) -> int:
     """The tenant's pending uploads, counted up to ``cap`` (the cost stays bounded)."""
     return int(db.execute(_OPEN_UPLOADS, {"owner": tenant, "cap": cap}).scalar_one())
 
@@ -265,13 +261,13 @@ _TRANSITION = _Prebuilt(
 _CHANGE = _Prebuilt(update(_table).where(_table.c.id == bindparam("_id")).returning(*_COLUMNS))
 
 
-def transition(db: Executor, *, recording_id: uuid.UUID, expected: Status, **values: Any) -> RecordingRow | None:
+def transition(db: Connection, *, recording_id: uuid.UUID, expected: Status, **values: Any) -> RecordingRow | None:
     """Change the recording only while it is still ``expected``: the new row, or None when
     another caller changed it first."""
     return _fetch_one(db, _TRANSITION, {"_id": recording_id, "_expected": expected, **values})
 
 
-def change(db: Executor, *, recording_id: uuid.UUID, **values: Any) -> RecordingRow | None:
+def change(db: Connection, *, recording_id: uuid.UUID, **values: Any) -> RecordingRow | None:
     """Change the recording whatever its state: the new row (None when it does not exist)."""
     return _fetch_one(db, _CHANGE, {"_id": recording_id, **values})
 
@@ -290,11 +286,11 @@ _UNSWEPT = _Prebuilt(
 )
 
 
-def stale_uploads(db: Executor, *, created_before: datetime, limit: int) -> list[RecordingRow]:
+def stale_uploads(db: Connection, *, created_before: datetime, limit: int) -> list[RecordingRow]:
     """Pending uploads created before ``created_before``, oldest first (the reaper's batch)."""
     return _fetch(db, _STALE, {"cutoff": created_before, "limit": limit})
 
 
-def unswept_settled(db: Executor, *, created_before: datetime, limit: int) -> list[RecordingRow]:
+def unswept_settled(db: Connection, *, created_before: datetime, limit: int) -> list[RecordingRow]:
     """Settled recordings whose key was not swept yet, created before ``created_before``."""
     return _fetch(db, _UNSWEPT, {"cutoff": created_before, "limit": limit})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from service.core.clock import utcnow
 from service.core.problems import Conflict, InvalidRequest
@@ -23,7 +23,7 @@ from service.core.storage import ObjectInfo, Part, Storage, StorageUnavailable
 from service.observability import lifecycle as events
 from service.recordings import store
 from service.recordings.models import Status, UploadMethod
-from service.recordings.store import Executor, RecordingRow
+from service.recordings.store import RecordingRow
 
 log = logging.getLogger("service.uploads")
 
@@ -140,14 +140,14 @@ def inspect_object(*, storage: Storage, recording: RecordingRow) -> ObjectInfo |
 
 def finalize(
     *,
-    session: Executor,
+    session: Connection,
     storage: Storage,
     recording: RecordingRow,
     info: ObjectInfo | None,
     max_bytes: int = S3_MAX_OBJECT_BYTES,
 ) -> RecordingRow:
     """Apply the verdict once (pending -> available | failed) and return the current row. The
-    change is committed on ``session`` (a Session, or a connection whose statements autocommit)."""
+    change is committed on ``session`` (a Connection, or a connection whose statements autocommit)."""
     verdict = verify_object(recording, info, max_bytes)
     values: dict[str, object] = {"updated_at": utcnow(), "upload_id": None}
     if verdict.ok and info is not None:
@@ -188,7 +188,7 @@ def _discard_bytes(storage: Storage, *, key: str, upload_id: str | None) -> None
 
 def complete_upload(
     *,
-    session: Session,
+    session: Connection,
     storage: Storage,
     recording: RecordingRow,
     parts: list[Part] | None,
@@ -293,7 +293,12 @@ def _assemble(
 
 
 def reconcile_key(
-    *, session: Session, storage: Storage, key: str, version_id: str | None = None, max_bytes: int = S3_MAX_OBJECT_BYTES
+    *,
+    session: Connection,
+    storage: Storage,
+    key: str,
+    version_id: str | None = None,
+    max_bytes: int = S3_MAX_OBJECT_BYTES,
 ) -> RecordingRow | None:
     """Verify the recording stored at ``key`` after S3 reported an object there (at least once).
 
@@ -342,7 +347,7 @@ class ReapResult:
 
 
 def reap(
-    *, session: Session, storage: Storage, settings: Settings, now: datetime | None = None, batch_size: int = 500
+    *, session: Connection, storage: Storage, settings: Settings, now: datetime | None = None, batch_size: int = 500
 ) -> ReapResult:
     """Expire pending uploads older than the TTL: claim each row first, then remove its bytes.
     Then sweep the keys of settled recordings whose upload forms have expired (see ``sweep``).
@@ -375,7 +380,7 @@ def reap(
     return ReapResult(expired=expired, examined=len(stale), swept=swept)
 
 
-def sweep(*, session: Session, storage: Storage, settings: Settings, now: datetime, batch_size: int) -> int:
+def sweep(*, session: Connection, storage: Storage, settings: Settings, now: datetime, batch_size: int) -> int:
     """Remove bytes that reached a settled recording's key through a form still valid after it
     settled (failed, deleted, expired, or a second POST to an available one). Each key is swept
     once, after its presigned form expired: no upload can start there afterwards; one that had

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from service.core.db import session_factory
+from service.core.db import new_session
 from service.core.settings import Settings
 
 
@@ -25,10 +25,10 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    # Creating a session does no I/O (it connects on first use); closing one that used a
-    # connection returns it to the pool with a ROLLBACK, so that part runs in the threadpool.
-    session = session_factory(request.app.state.settings)()
+async def get_session(request: Request) -> AsyncIterator[Connection]:
+    # Checking a connection out of the pool may connect, and closing one in a transaction sends
+    # ROLLBACK: both are I/O, so they run in the threadpool (an idle one closes without any).
+    session = await run_in_threadpool(new_session, request.app.state.settings)
     try:
         yield session
     finally:
@@ -38,4 +38,4 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Connection, Depends(get_session)]

@@ -31,9 +31,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import Session
 
-from service.core.db import session_factory, single_statement_connection
+from service.core.db import new_session, single_statement_connection
 from service.core.problems import NotFound
 from service.core.settings import Settings
 from service.observability.metrics import domain as domain_metrics
@@ -100,13 +99,13 @@ def forget_failures() -> None:
         _skip_until.clear()
 
 
-def replay_lag_seconds(session: Session) -> float:
-    if session.get_bind().dialect.name != "postgresql":
+def replay_lag_seconds(session: Connection) -> float:
+    if session.dialect.name != "postgresql":
         return 0.0
     return float(session.execute(REPLAY_LAG).scalar_one())
 
 
-def routed_read(settings: Settings, work: Callable[[Session | Connection, bool], T]) -> T:
+def routed_read(settings: Settings, work: Callable[[Connection, bool], T]) -> T:
     """Run ``work(db, on_replica)`` on the replica when it may answer, else on the primary.
 
     ``work`` raises :class:`PrimaryNeeded` (or ``NotFound``) on the replica when the answer may
@@ -122,21 +121,19 @@ def routed_read(settings: Settings, work: Callable[[Session | Connection, bool],
         domain_metrics.record_read_fallback(reason)
     # On the primary every statement of a read stands alone (a page, a row; a repair is one
     # conditional UPDATE): no BEGIN and ROLLBACK around them, one round trip per statement, on
-    # the connection itself (a Session around it would only add its own bookkeeping).
+    # the connection itself (a transaction around it would only add BEGIN and ROLLBACK).
     with single_statement_connection(settings) as connection:
         result = work(connection, False)
     domain_metrics.record_read("primary")
     return result
 
 
-def _try_replica(
-    settings: Settings, replica: Settings, work: Callable[[Session | Connection, bool], T]
-) -> tuple[T] | str:
+def _try_replica(settings: Settings, replica: Settings, work: Callable[[Connection, bool], T]) -> tuple[T] | str:
     """``(result,)`` from the replica, or the reason it could not answer."""
     if _skipping(replica):
         return "unreachable"
     try:
-        with session_factory(replica)() as session:
+        with new_session(replica) as session:
             lag = replay_lag_seconds(session)
             if lag > settings.database_read_max_lag_seconds:
                 return "lagging"

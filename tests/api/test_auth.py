@@ -45,10 +45,10 @@ def test_revoked_key_is_401(client, alice, settings):
 def test_key_is_stored_hashed(client, alice, settings):
     from sqlalchemy import select
 
-    from service.auth.models import ApiKey
+    from service.auth.models import api_keys
 
     with session_scope(settings) as session:
-        row = session.scalars(select(ApiKey)).one()
+        row = session.execute(select(api_keys)).one()
     secret = alice.token.split("_", 2)[2]
     assert secret not in (row.secret_hash, row.prefix)
     assert len(row.secret_hash) == 64
@@ -61,7 +61,7 @@ def test_an_uncached_key_costs_one_autocommitted_select_and_is_marked_used_once_
 
     from service.auth import api_keys
     from service.auth.caller import _verify_api_key
-    from service.auth.models import ApiKey
+    from service.auth.models import api_keys as keys_table
     from service.core.db import get_engine
 
     sent: list[tuple[str, bool]] = []
@@ -85,7 +85,7 @@ def test_an_uncached_key_costs_one_autocommitted_select_and_is_marked_used_once_
         event.remove(engine, "before_cursor_execute", record)
     assert verified == [[("SELECT", True), ("UPDATE", True)], [("SELECT", True)]]
     with session_scope(settings) as session:
-        (last_used,) = session.execute(select(ApiKey.last_used_at)).one()
+        (last_used,) = session.execute(select(keys_table.c.last_used_at)).one()
     assert last_used is not None
 
 

@@ -45,11 +45,13 @@ def test_concurrent_completes_of_a_bad_upload_fail_once(client, alice, transitio
 def _age(settings, recording_id: str, hours: int) -> None:
     from sqlalchemy import update
 
-    from service.recordings.models import Recording
+    from service.recordings.models import recordings
 
     with session_scope(settings) as session:
         session.execute(
-            update(Recording).where(Recording.id == recording_id).values(created_at=utcnow() - timedelta(hours=hours))
+            update(recordings)
+            .where(recordings.c.id == recording_id)
+            .values(created_at=utcnow() - timedelta(hours=hours))
         )
         session.commit()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
-from service.auth.session_models import BrowserSession
+from service.auth.session_models import browser_sessions
 from service.core.clock import utcnow
 from service.core.db import session_scope
 
@@ -88,7 +88,7 @@ def test_cross_origin_sign_out_is_refused(client, alice):
 def test_expired_session_is_refused(client, alice, settings):
     sign_in(client, alice)
     with session_scope(settings) as session:
-        session.execute(update(BrowserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(update(browser_sessions).values(expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     response = client.get("/v1/recordings")
     assert response.status_code == 401
@@ -148,12 +148,12 @@ def test_revoking_the_key_ends_its_sessions_at_once(app, client, alice, bob, set
 
 
 def test_a_key_revoked_elsewhere_cannot_mint_a_session_even_while_cached(client, alice, settings):
-    from service.auth.models import ApiKey
+    from service.auth.models import api_keys
 
     assert client.get("/v1/recordings", headers=alice.headers).status_code == 200  # now cached here
     # Another process revokes it: this process's cache does not know yet.
     with session_scope(settings) as session:
-        session.execute(update(ApiKey).where(ApiKey.owner == "alice").values(revoked_at=utcnow()))
+        session.execute(update(api_keys).where(api_keys.c.owner == "alice").values(revoked_at=utcnow()))
         session.commit()
     refused = client.post("/v1/auth/session", headers=alice.headers)
     assert refused.status_code == 401
@@ -168,11 +168,12 @@ def test_the_reaper_removes_expired_sessions(client, alice, bob, settings):
     sign_in(client, alice)
     with session_scope(settings) as session:
         session.execute(
-            update(BrowserSession)
-            .where(BrowserSession.owner == "alice")
+            update(browser_sessions)
+            .where(browser_sessions.c.owner == "alice")
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
         session.commit()
         removed = delete_expired_sessions(session)
         assert removed >= 1
-        assert session.query(BrowserSession).filter(BrowserSession.owner == "alice").count() == 0
+        remaining = select(func.count()).select_from(browser_sessions).where(browser_sessions.c.owner == "alice")
+        assert session.execute(remaining).scalar_one() == 0

@@ -4,14 +4,14 @@ import pytest
 from sqlalchemy import func, select
 
 from service.core.db import session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 
 VALID = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 100}
 
 
 def _count(settings) -> int:
     with session_scope(settings) as session:
-        return session.scalar(select(func.count()).select_from(Recording))
+        return session.scalar(select(func.count()).select_from(recordings))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from service.core.db import session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 from tests.conftest import MiB
 
 SMALL = 256 * 1024  # one presigned POST
@@ -106,7 +106,7 @@ def test_interrupted_multipart_upload_resumes_without_resending_parts(page, live
 
 def test_wrong_token_shows_a_clear_error_and_leaves_nothing_pending(page, live_server):
     with session_scope(live_server.settings) as session:
-        before = session.scalar(select(func.count()).select_from(Recording))
+        before = session.scalar(select(func.count()).select_from(recordings))
     page.goto("/")
     page.get_by_label("API key or token").fill("rk_000000000000_not-a-real-key")
     page.get_by_role("button", name="Sign in").click()
@@ -117,7 +117,7 @@ def test_wrong_token_shows_a_clear_error_and_leaves_nothing_pending(page, live_s
     expect(page.get_by_label("API key or token")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_label("Choose files to upload")).to_be_hidden()
     with session_scope(live_server.settings) as session:
-        assert session.scalar(select(func.count()).select_from(Recording)) == before
+        assert session.scalar(select(func.count()).select_from(recordings)) == before
 
 
 def test_delete_removes_a_recording_from_the_list(page, live_server):

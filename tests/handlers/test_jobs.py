@@ -6,13 +6,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, inspect, text, update
+from sqlalchemy import create_engine, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from service.core.clock import utcnow
 from service.core.db import session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 from tests.api.uploading import create
 from tests.conftest import BASE_DATABASE_URL, make_settings
 from tests.transports import invoke, load_event
@@ -24,7 +24,7 @@ def test_scheduled_reaper_expires_stale_uploads(handler_settings, api, alice):
     stale, fresh = (create(api, alice, size=10)["recording"] for _ in range(2))
     with session_scope(handler_settings) as session:
         session.execute(
-            update(Recording).where(Recording.id == stale["id"]).values(created_at=utcnow() - timedelta(days=2))
+            update(recordings).where(recordings.c.id == stale["id"]).values(created_at=utcnow() - timedelta(days=2))
         )
         session.commit()
 
@@ -35,8 +35,8 @@ def test_scheduled_reaper_expires_stale_uploads(handler_settings, api, alice):
     again = invoke(reap_handler, load_event("eventbridge-scheduled.json"))
     assert {name: again[name] for name in counts} == {"expired": 0, "examined": 0, "swept": 0}
     with session_scope(handler_settings) as session:
-        assert session.get(Recording, stale["id"]).status == "expired"
-        assert session.get(Recording, fresh["id"]).status == "pending"
+        assert session.execute(select(recordings).where(recordings.c.id == stale["id"])).one().status == "expired"
+        assert session.execute(select(recordings).where(recordings.c.id == fresh["id"])).one().status == "pending"
 
 
 @pytest.fixture
@@ -125,16 +125,17 @@ def test_failed_migration_raises_promptly_so_the_deployment_fails(s3_endpoint, m
 def test_scheduled_reaper_removes_expired_browser_sessions(handler_settings, alice):
     from handlers.jobs import reap_handler
     from service.auth.principal import Principal
-    from service.auth.session_models import BrowserSession
+    from service.auth.session_models import browser_sessions
     from service.auth.sessions import start_session
 
     signed_in = Principal(tenant="alice", subject=alice.token.split("_")[1], method="jwt")
     with session_scope(handler_settings) as session:
         start_session(session=session, settings=handler_settings, principal=signed_in)
-        session.execute(update(BrowserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(update(browser_sessions).values(expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
 
     assert invoke(reap_handler, load_event("eventbridge-scheduled.json"))["expired_sessions"] >= 1
 
     with session_scope(handler_settings) as session:
-        assert session.query(BrowserSession).filter(BrowserSession.expires_at < utcnow()).count() == 0
+        expired = select(func.count()).select_from(browser_sessions).where(browser_sessions.c.expires_at < utcnow())
+        assert session.execute(expired).scalar_one() == 0

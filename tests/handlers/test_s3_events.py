@@ -32,11 +32,13 @@ def notify(settings, *keys: str, **options) -> dict:
 
 def stored_status(settings, rid: str) -> str:
     """The row as stored (reading through the API may verify a pending upload on its own)."""
+    from sqlalchemy import select
+
     from service.core.db import session_scope
-    from service.recordings.models import Recording
+    from service.recordings.models import recordings
 
     with session_scope(settings) as session:
-        return session.get(Recording, rid).status
+        return session.execute(select(recordings).where(recordings.c.id == rid)).one().status
 
 
 def status(api, tenant, rid: str) -> dict:

@@ -35,10 +35,12 @@ def versions(s3, settings, key: str) -> tuple[list[str], list[str]]:
 
 
 def recorded_version(settings, rid: str) -> str:
-    from service.recordings.models import Recording
+    from sqlalchemy import select
+
+    from service.recordings.models import recordings
 
     with session_scope(settings) as session:
-        return session.get(Recording, rid).s3_version_id
+        return session.execute(select(recordings).where(recordings.c.id == rid)).one().s3_version_id
 
 
 def download(api, tenant, rid: str) -> bytes:
@@ -143,10 +145,12 @@ def test_a_refused_restore_leaves_s3_deleted(handler_settings, api, alice, s3):
     with session_scope(handler_settings) as session:
         from sqlalchemy import update
 
-        from service.recordings.models import Recording
+        from service.recordings.models import recordings
 
         # Past the retention window: restore must refuse before touching S3.
-        session.execute(update(Recording).where(Recording.id == rid).values(deleted_at=utcnow() - timedelta(days=365)))
+        session.execute(
+            update(recordings).where(recordings.c.id == rid).values(deleted_at=utcnow() - timedelta(days=365))
+        )
         session.commit()
     before = versions(s3, handler_settings, key)
 
@@ -160,7 +164,7 @@ def test_a_refused_restore_leaves_s3_deleted(handler_settings, api, alice, s3):
 def test_a_restore_the_database_cannot_record_puts_the_delete_marker_back(
     handler_settings, api, alice, s3, monkeypatch
 ):
-    from sqlalchemy.orm import Session
+    from sqlalchemy import Connection
 
     recording, _ = available_with_form(api, alice, payload(64))
     rid, key = recording["id"], recording["key"]
@@ -170,7 +174,7 @@ def test_a_restore_the_database_cannot_record_puts_the_delete_marker_back(
         raise RuntimeError("database went away")
 
     # The key was verified moments ago (cached), so restore's commit is the only one in the request.
-    monkeypatch.setattr(Session, "commit", failing_commit)
+    monkeypatch.setattr(Connection, "commit", failing_commit)
     with pytest.raises(RuntimeError):
         api.post(f"/v1/recordings/{rid}/restore", headers=alice.headers)
     monkeypatch.undo()

@@ -19,11 +19,11 @@ import pytest
 from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service.core.clock import utcnow
 from service.core.db import session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 from tests.api.uploading import MiB, complete, create, payload, post_form, put_parts, sha256_b64, upload_single
 from tests.conftest import new_tenant
 from tests.iam.conftest import Roles
@@ -90,7 +90,9 @@ def download(api, tenant, rid: str) -> bytes:
 
 def backdate(settings, rid: str) -> None:
     with session_scope(settings) as session:
-        session.execute(update(Recording).where(Recording.id == rid).values(created_at=utcnow() - timedelta(days=2)))
+        session.execute(
+            update(recordings).where(recordings.c.id == rid).values(created_at=utcnow() - timedelta(days=2))
+        )
         session.commit()
 
 
@@ -285,7 +287,7 @@ def test_reaper_runs_as_its_role(api, alice, roles: Roles, handlers_use, admin_s
 
 def _stored_status(settings, rid: str) -> str:
     with session_scope(settings) as session:
-        return session.get(Recording, rid).status
+        return session.execute(select(recordings.c.status).where(recordings.c.id == rid)).scalar_one()
 
 
 def test_s3_event_reconciler_runs_as_its_role(api, alice, roles: Roles, handlers_use, admin_s3) -> None:

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from service.core.migrate import alembic_config
-from service.models import Base
+from service.models import metadata
 from tests.conftest import BASE_DATABASE_URL
 from tests.pg_server import scratch_database
 
@@ -33,7 +33,7 @@ def _run(engine, action, revision):
 def _diff(engine):
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, Base.metadata)
+        return compare_metadata(context, metadata)
 
 
 def test_models_and_migrations_agree(empty_engine):

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import func, select, text
 
 from service.core.db import get_engine, session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 from tests.api.uploading import MiB
 from tests.reliability.conftest import client_for
 
@@ -18,7 +18,7 @@ BODY = {"filename": "take.wav", "content_type": "audio/wav", "size_bytes": 100}
 
 def _rows(settings) -> int:
     with session_scope(settings) as session:
-        return session.scalar(select(func.count()).select_from(Recording))
+        return session.scalar(select(func.count()).select_from(recordings))
 
 
 def _in_progress_uploads(s3, bucket: str) -> list:

@@ -129,7 +129,13 @@ def test_killed_after_s3_assembled_but_before_the_row_changed(settings, alice_ke
 
 
 def recording_upload_id(settings, recording_id: str) -> str:
-    from service.recordings.models import Recording
+    from sqlalchemy import select
+
+    from service.recordings.models import recordings
 
     with session_scope(settings) as session:
-        return session.get(Recording, __import__("uuid").UUID(recording_id)).upload_id
+        return (
+            session.execute(select(recordings).where(recordings.c.id == __import__("uuid").UUID(recording_id)))
+            .one()
+            .upload_id
+        )

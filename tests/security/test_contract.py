@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from service.api.app import create_app
 from service.core.db import session_scope
-from service.recordings.models import Recording
+from service.recordings.models import recordings
 from tests.conftest import make_settings
 
 VALID = {"filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10}
@@ -205,7 +205,9 @@ def test_metadata_stored_before_the_limits_never_breaks_a_response(api, alice, s
     poisoned = _create(api, alice)
     healthy = _create(api, alice, metadata={"fine": 1})
     with session_scope(settings) as session:
-        session.execute(update(Recording).where(Recording.id == uuid.UUID(poisoned["id"])).values(metadata_=_deep(300)))
+        session.execute(
+            update(recordings).where(recordings.c.id == uuid.UUID(poisoned["id"])).values(metadata=_deep(300))
+        )
         session.commit()
     # THEN reading it, listing the tenant's recordings and replacing the metadata all work
     read = api.get(f"/v1/recordings/{poisoned['id']}", headers=alice.headers)

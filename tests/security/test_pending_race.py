@@ -15,7 +15,7 @@ from service.core.db import session_scope, single_statement_connection
 from service.core.problems import TooManyRequests
 from service.core.storage import Storage
 from service.recordings import service
-from service.recordings.models import Recording, Status
+from service.recordings.models import Status, recordings
 from service.recordings.schemas import RecordingCreate
 from tests.conftest import make_settings, through_pooler
 
@@ -47,7 +47,7 @@ def _race(settings) -> Counter:
 def _pending(settings) -> int:
     with session_scope(settings) as session:
         return session.scalar(
-            select(func.count()).where(Recording.owner == "racer", Recording.status == Status.PENDING.value)
+            select(func.count()).where(recordings.c.owner == "racer", recordings.c.status == Status.PENDING)
         )
 
 
