@@ -108,7 +108,7 @@ def build_handler(app: Any, *, base_path: str | None = None) -> Handler:
 
 
 def _build_service_handler() -> Handler:
-    # The app's modules (FastAPI routes, models, SQLAlchemy's ORM) are imported with the app
+    # The app's modules (FastAPI routes, models, SQLAlchemy's engine) are imported with the app
     # itself, on the first invocation: importing this module costs the adapter alone.
     from service.api.app import create_app
 
