@@ -147,7 +147,7 @@ def finalize(
     max_bytes: int = S3_MAX_OBJECT_BYTES,
 ) -> RecordingRow:
     """Apply the verdict once (pending -> available | failed) and return the current row. The
-    change is committed on ``session`` (a Connection, or a connection whose statements autocommit)."""
+    change is committed on ``session`` (a session, or a connection whose statements autocommit)."""
     verdict = verify_object(recording, info, max_bytes)
     values: dict[str, object] = {"updated_at": utcnow(), "upload_id": None}
     if verdict.ok and info is not None:
