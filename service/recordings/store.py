@@ -113,9 +113,10 @@ def _driver_params(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _fetch(db: Connection, prebuilt: _Prebuilt, params: dict[str, Any], *, returns: bool = True) -> list[RecordingRow]:
+def _fetch(
+    connection: Connection, prebuilt: _Prebuilt, params: dict[str, Any], *, returns: bool = True
+) -> list[RecordingRow]:
     """Run ``prebuilt`` with ``params``; the rows it returns (none read when not ``returns``)."""
-    connection = db
     if connection.dialect.name != "postgresql":
         result = connection.execute(prebuilt.statement, params)
         return [RecordingRow._make(row) for row in result] if returns else []
